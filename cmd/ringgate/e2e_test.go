@@ -1,0 +1,462 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the ringgate binary built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ringgate-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "ringgate")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	e2eToken  = "e2e-admin-token-0123456789"
+	e2eSecret = "whsec_ZGVtby1zZWNyZXQtZm9yLWxvY2FsLXRlc3Rpbmc="
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// node is one ringgate serve process.
+type node struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	cfgFile string
+	public  string
+	admin   string
+	log     *bytes.Buffer
+	logMu   *sync.Mutex
+}
+
+func writeConfig(t *testing.T, dir, public, admin, endpointURL, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`server:
+  listen: %s
+  public_url: http://%s
+  admin: {listen: %s, token: %s}
+storage: {path: %s}
+twilio: {auth_token: e2e-twilio-token}
+delivery: {allow_http: true, allow_private_networks: true, timeout: 5s%s}
+log: {level: debug}
+workspaces:
+  - id: 1
+    name: E2E Workspace
+    endpoints:
+      - id: sink
+        name: Sink
+        url: %s
+        secret: %s
+        events: [call.started, call.completed, call.missed]
+`, public, public, admin, e2eToken, filepath.Join(dir, "data"), extra, endpointURL, e2eSecret)
+	f := filepath.Join(dir, "ringgate.yaml")
+	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+type syncBuffer struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (s syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func startNode(t *testing.T, cfgFile, public, admin string) *node {
+	t.Helper()
+	n := &node{t: t, cfgFile: cfgFile, public: public, admin: admin, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	n.cmd = exec.Command(binary, "serve", "--config", cfgFile)
+	n.cmd.Stderr = syncBuffer{n.logMu, n.log}
+	n.cmd.Stdout = n.cmd.Stderr
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n.cmd.ProcessState == nil {
+			n.cmd.Process.Kill()
+			n.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", n.logs())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + public + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not ready:\n%s", n.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (n *node) logs() string { n.logMu.Lock(); defer n.logMu.Unlock(); return n.log.String() }
+
+func (n *node) api(method, path, body string) (int, map[string]any) {
+	n.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+n.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// slowSink is an independent receiver: it verifies nothing, records each webhook-id it sees and
+// answers after a delay.
+type slowSink struct {
+	srv   *http.Server
+	URL   string
+	mu    sync.Mutex
+	seen  map[string]int
+	delay time.Duration
+}
+
+func newSlowSink(t *testing.T, delay time.Duration) *slowSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &slowSink{URL: "http://" + ln.Addr().String() + "/hook", seen: map[string]int{}, delay: delay}
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(s.delay)
+		s.mu.Lock()
+		s.seen[r.Header.Get("webhook-id")]++
+		s.mu.Unlock()
+		w.WriteHeader(200)
+	})}
+	go s.srv.Serve(ln)
+	t.Cleanup(func() { s.srv.Close() })
+	return s
+}
+
+func (s *slowSink) has(id string) bool { s.mu.Lock(); defer s.mu.Unlock(); return s.seen[id] > 0 }
+
+// kill -9 in the middle of a burst with a slow receiver, then restart: every event the gateway
+// acknowledged arrives at least once, and a redelivery carries the same webhook-id.
+func TestKill9MidBurstLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	sink := newSlowSink(t, 30*time.Millisecond)
+	public, admin := freePort(t), freePort(t)
+	cfg := writeConfig(t, dir, public, admin, sink.URL, ", max_in_flight: 4")
+	n := startNode(t, cfg, public, admin)
+
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`)
+				if code != 202 {
+					return // the process is gone
+				}
+				mu.Lock()
+				acked = append(acked, body["delivery_id"].(string))
+				mu.Unlock()
+			}
+		}()
+	}
+	// Kill once a good part of the burst is acknowledged and the receiver is behind.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		k := len(acked)
+		mu.Unlock()
+		if k >= 300 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Wait()
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	ids := append([]string(nil), acked...)
+	mu.Unlock()
+	missing := 0
+	for _, id := range ids {
+		if !sink.has(id) {
+			missing++
+		}
+	}
+	t.Logf("killed with %d acknowledged, %d not yet delivered", len(ids), missing)
+	if missing == 0 {
+		t.Fatal("the receiver was not behind at the kill; the test proves nothing")
+	}
+
+	sink.mu.Lock()
+	sink.delay = 0
+	sink.mu.Unlock()
+	startNode(t, cfg, public, admin)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		missing = 0
+		for _, id := range ids {
+			if !sink.has(id) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged deliveries never arrived after restart", missing, len(ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Redeliveries (attempts cut off by the kill) reuse their webhook-id: every id the receiver saw
+	// is one the gateway handed out.
+	known := map[string]bool{}
+	for _, id := range ids {
+		known[id] = true
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	dups := 0
+	for id, c := range sink.seen {
+		if c > 1 {
+			dups++
+		}
+		if !known[id] && !strings.HasPrefix(id, "msg_") {
+			t.Errorf("unexpected webhook-id %q", id)
+		}
+	}
+	t.Logf("all %d delivered; %d delivered more than once under the same webhook-id", len(ids), dups)
+}
+
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := writeConfig(t, dir, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3/", "")
+	out, err := exec.Command(binary, "check", "--config", good).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("valid config: %v %s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	src, _ := os.ReadFile(good)
+	broken := strings.Replace(string(src), "timeout: 5s", "timeout: 5, nonsense: 1", 1)
+	broken = strings.Replace(broken, "events: [call.started", "events: [call.begun", 1)
+	os.WriteFile(bad, []byte(broken), 0o644)
+	cmd := exec.Command(binary, "check", "--config", bad)
+	out, err = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 problems, got:\n%s", out)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, bad+":") {
+			t.Errorf("%q is not FILE:LINE:COL: message", l)
+		}
+	}
+}
+
+func TestAdminAPIAndReload(t *testing.T) {
+	dir := t.TempDir()
+	sink := newSlowSink(t, 0)
+	public, admin := freePort(t), freePort(t)
+	cfgFile := writeConfig(t, dir, public, admin, sink.URL, "")
+	n := startNode(t, cfgFile, public, admin)
+
+	// No token, wrong token.
+	for _, tok := range []string{"", "Bearer wrong"} {
+		req, _ := http.NewRequest("GET", "http://"+admin+"/api/v1/endpoints", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error struct{ Code string } }
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || e.Error.Code != "unauthorized" {
+			t.Fatalf("token %q: %d %+v", tok, resp.StatusCode, e)
+		}
+	}
+	code, body := n.api("GET", "/api/v1/endpoints", "")
+	eps, _ := body["endpoints"].([]any)
+	if code != 200 || len(eps) != 1 || eps[0].(map[string]any)["enabled"] != true {
+		t.Fatalf("endpoints: %d %v", code, body)
+	}
+	if code, body = n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"recording.available"}`); code != 400 {
+		t.Fatalf("unsubscribed test: %d %v", code, body)
+	}
+	if code, _ = n.api("POST", "/api/v1/endpoints/nope/test", `{"event":"call.started"}`); code != 404 {
+		t.Fatalf("unknown endpoint: %d", code)
+	}
+	code, body = n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.missed"}`)
+	if code != 202 {
+		t.Fatalf("test: %d %v", code, body)
+	}
+	id := body["delivery_id"].(string)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body = n.api("GET", "/api/v1/deliveries/"+id, "")
+		if body["status"] == "success" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	attempts, _ := body["attempt_log"].([]any)
+	if body["status"] != "success" || len(attempts) != 1 || body["payload"].(map[string]any)["event"] != "call.missed" {
+		t.Fatalf("delivery: %v", body)
+	}
+	code, body = n.api("GET", "/api/v1/deliveries?endpoint=sink&status=success&limit=5", "")
+	if ds, _ := body["deliveries"].([]any); code != 200 || len(ds) != 1 {
+		t.Fatalf("list: %d %v", code, body)
+	}
+	if code, _ = n.api("GET", "/api/v1/deliveries?status=bogus", ""); code != 400 {
+		t.Fatalf("bad filter: %d", code)
+	}
+	if code, body = n.api("POST", "/api/v1/deliveries/"+id+"/retry", ""); code != 409 {
+		t.Fatalf("retry of a success: %d %v", code, body)
+	}
+	code, body = n.api("POST", "/api/v1/endpoints/sink/rotate-secret", "")
+	if s, _ := body["secret"].(string); code != 200 || !strings.HasPrefix(s, "whsec_") {
+		t.Fatalf("rotate: %d %v", code, body)
+	}
+
+	// A broken file is refused by the API and by SIGHUP; the running config stays.
+	good, _ := os.ReadFile(cfgFile)
+	os.WriteFile(cfgFile, []byte(strings.Replace(string(good), "name: Sink", "name: Sink\n        colour: blue", 1)), 0o644)
+	code, body = n.api("POST", "/api/v1/reload", "")
+	msg, _ := body["error"].(map[string]any)["message"].(string)
+	if code != 400 || !strings.Contains(msg, `unknown key "colour"`) || !strings.Contains(msg, cfgFile+":") {
+		t.Fatalf("bad reload: %d %v", code, body)
+	}
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond)
+	if code, _ = n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.started"}`); code != 202 {
+		t.Fatalf("gateway broken after a refused reload: %d", code)
+	}
+	// A good change applies.
+	os.WriteFile(cfgFile, []byte(strings.Replace(string(good), "name: Sink", "name: Renamed Sink", 1)), 0o644)
+	if code, body = n.api("POST", "/api/v1/reload", ""); code != 200 {
+		t.Fatalf("reload: %d %v", code, body)
+	}
+	if _, body = n.api("GET", "/api/v1/endpoints/sink", ""); body["name"] != "Renamed Sink" {
+		t.Fatalf("after reload: %v", body)
+	}
+	// Graceful stop.
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- n.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+// The sink verifies both signatures of a real delivery and prints it as one JSON line.
+func TestSinkVerifiesDeliveries(t *testing.T) {
+	sinkAddr := freePort(t)
+	cmd := exec.Command(binary, "sink", "--listen", sinkAddr, "--secret", e2eSecret)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	dir := t.TempDir()
+	public, admin := freePort(t), freePort(t)
+	n := startNode(t, writeConfig(t, dir, public, admin, "http://"+sinkAddr+"/hook", ""), public, admin)
+	for i := 0; i < 50; i++ {
+		if c, err := net.Dial("tcp", sinkAddr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _ := n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`); code != 202 {
+		t.Fatal("test not accepted")
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	select {
+	case l := <-lines:
+		var got sinkLine
+		if err := json.Unmarshal([]byte(l), &got); err != nil {
+			t.Fatal(err)
+		}
+		if !got.SignatureOK || !got.WebhookSignatureOK || got.Event != "call.completed" || got.Status != 200 {
+			t.Fatalf("sink line: %s", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sink printed nothing")
+	}
+}

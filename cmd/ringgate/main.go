@@ -1,0 +1,125 @@
+// Command ringgate is the gateway's binary: serve, check, sink and version.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway"
+	"github.com/ringgate/ringgate/gateway/config"
+)
+
+const usage = `ringgate: a self-hosted edge gateway for call tracking
+
+Usage:
+  ringgate serve   --config FILE     run the gateway (SIGHUP reloads, SIGINT/SIGTERM stop)
+  ringgate check   --config FILE     validate a config; every problem as FILE:LINE:COL
+  ringgate sink    --listen ADDR --secret SECRET [--status N] [--fail-rate F]
+                                     a receiver that verifies signatures and prints deliveries
+  ringgate version                   print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "sink":
+		return sink(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "ringgate", gateway.Version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "ringgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "ringgate.yaml", "config file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if _, err := config.Load(*file); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *file)
+	return 0
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "ringgate.yaml", "config file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, ConfigFile: *file})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := g.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		g.Shutdown(context.Background())
+		return 1
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			if err := g.Reload(context.Background()); err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+			}
+			continue
+		}
+		log.Info("stopping", "signal", s.String())
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,297 @@
+// Package admin is the operator's window on the admin listener: the REST API for endpoints,
+// deliveries and reloads, behind a bearer token.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/ringgate/ringgate/gateway/httpx"
+	"github.com/ringgate/ringgate/gateway/store"
+	"github.com/valyala/fasthttp"
+)
+
+// Options are what the API serves from.
+type Options struct {
+	Engine  *delivery.Engine
+	Store   store.Store
+	Logger  *slog.Logger
+	Version string
+	Config  func() *config.Config
+	Reload  func(ctx context.Context) error
+}
+
+// API is the admin listener's handler.
+type API struct{ opt Options }
+
+// New returns the admin API.
+func New(opt Options) *API { return &API{opt: opt} }
+
+// maxBody caps admin request bodies.
+const maxBody = 64 << 10
+
+// Handler routes admin requests.
+func (a *API) Handler() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		path := string(ctx.Path())
+		if !a.authorized(ctx) {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringgate"`)
+			httpx.Error(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required (Authorization: Bearer <server.admin.token>)")
+			return
+		}
+		if len(ctx.PostBody()) > maxBody {
+			httpx.Error(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "request body is over 64 KiB")
+			return
+		}
+		a.route(ctx, path)
+	}
+}
+
+func (a *API) authorized(ctx *fasthttp.RequestCtx) bool {
+	want := a.opt.Config().Server.Admin.Token
+	got, ok := strings.CutPrefix(string(ctx.Request.Header.Peek("Authorization")), "Bearer ")
+	return ok && want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	method := string(ctx.Method())
+	is := func(m string, n int, prefix ...string) bool {
+		if method != m || len(parts) != n {
+			return false
+		}
+		for i, p := range prefix {
+			if p != "*" && parts[i] != p {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case is("GET", 3, "api", "v1", "endpoints"):
+		a.listEndpoints(ctx)
+	case is("GET", 4, "api", "v1", "endpoints"):
+		a.getEndpoint(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "endpoints", "*", "test"):
+		a.sendTest(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "endpoints", "*", "enable"):
+		a.enable(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "endpoints", "*", "rotate-secret"):
+		a.rotate(ctx, parts[3])
+	case is("GET", 3, "api", "v1", "deliveries"):
+		a.listDeliveries(ctx)
+	case is("GET", 4, "api", "v1", "deliveries"):
+		a.getDelivery(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "deliveries", "*", "retry"):
+		a.retry(ctx, parts[3])
+	case is("POST", 3, "api", "v1", "reload"):
+		a.reload(ctx)
+	default:
+		httpx.Error(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
+	}
+}
+
+// endpointJSON is an endpoint as the API shows it: config and state, never the secret.
+type endpointJSON struct {
+	ID                  string            `json:"id"`
+	Name                string            `json:"name"`
+	URL                 string            `json:"url"`
+	WorkspaceID         int64             `json:"workspace_id"`
+	Events              []string          `json:"events"`
+	Headers             map[string]string `json:"headers,omitempty"`
+	Transform           *string           `json:"transform"`
+	Enabled             bool              `json:"enabled"`
+	ConsecutiveFailures int               `json:"consecutive_failures"`
+	DisabledAt          *time.Time        `json:"disabled_at"`
+}
+
+func toJSON(v delivery.EndpointView) endpointJSON {
+	out := endpointJSON{
+		ID: v.Config.ID, Name: v.Config.Name, URL: v.Config.URL, WorkspaceID: v.WorkspaceID,
+		Events: v.Config.Events, Headers: v.Config.Headers, Enabled: v.State.Enabled,
+		ConsecutiveFailures: v.State.ConsecutiveFailures,
+	}
+	if v.Config.Transform != nil {
+		out.Transform = &v.Config.Transform.Module
+	}
+	if !v.State.DisabledAt.IsZero() {
+		t := v.State.DisabledAt
+		out.DisabledAt = &t
+	}
+	return out
+}
+
+func (a *API) listEndpoints(ctx *fasthttp.RequestCtx) {
+	views := a.opt.Engine.Endpoints()
+	out := make([]endpointJSON, len(views))
+	for i, v := range views {
+		out[i] = toJSON(v)
+	}
+	httpx.JSON(ctx, 200, map[string]any{"endpoints": out})
+}
+
+func (a *API) getEndpoint(ctx *fasthttp.RequestCtx, id string) {
+	v, ok := a.opt.Engine.Endpoint(id)
+	if !ok {
+		httpx.Error(ctx, 404, "not_found", "no endpoint "+strconv.Quote(id))
+		return
+	}
+	httpx.JSON(ctx, 200, toJSON(v))
+}
+
+func (a *API) sendTest(ctx *fasthttp.RequestCtx, id string) {
+	var req struct {
+		Event string `json:"event"`
+	}
+	if err := decodeStrict(ctx.PostBody(), &req); err != nil || req.Event == "" {
+		httpx.Error(ctx, 400, "bad_request", `body must be {"event": "<event type>"}`)
+		return
+	}
+	did, err := a.opt.Engine.SendTest(ctx, id, req.Event)
+	switch {
+	case errors.Is(err, delivery.ErrUnknownEndpoint):
+		httpx.Error(ctx, 404, "not_found", "no endpoint "+strconv.Quote(id))
+	case errors.Is(err, delivery.ErrNotSubscribed):
+		httpx.Error(ctx, 400, "not_subscribed", err.Error())
+	case err != nil:
+		a.internal(ctx, "send test", err)
+	default:
+		httpx.JSON(ctx, 202, map[string]string{"delivery_id": did})
+	}
+}
+
+func (a *API) enable(ctx *fasthttp.RequestCtx, id string) {
+	n, err := a.opt.Engine.Enable(ctx, id)
+	switch {
+	case errors.Is(err, delivery.ErrUnknownEndpoint):
+		httpx.Error(ctx, 404, "not_found", "no endpoint "+strconv.Quote(id))
+	case err != nil:
+		a.internal(ctx, "enable endpoint", err)
+	default:
+		httpx.JSON(ctx, 200, map[string]any{"enabled": true, "released": n})
+	}
+}
+
+func (a *API) rotate(ctx *fasthttp.RequestCtx, id string) {
+	secret, err := a.opt.Engine.RotateSecret(ctx, id)
+	switch {
+	case errors.Is(err, delivery.ErrUnknownEndpoint):
+		httpx.Error(ctx, 404, "not_found", "no endpoint "+strconv.Quote(id))
+	case err != nil:
+		a.internal(ctx, "rotate secret", err)
+	default:
+		httpx.JSON(ctx, 200, map[string]any{"secret": secret, "previous_valid_for": delivery.RotationGrace.String()})
+	}
+}
+
+// deliveryJSON is a delivery as the API shows it.
+type deliveryJSON struct {
+	store.Delivery
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	Attempts []attemptJSON   `json:"attempt_log,omitempty"`
+}
+
+type attemptJSON struct {
+	store.Attempt
+	DurationMS float64 `json:"duration_ms"`
+}
+
+func (a *API) listDeliveries(ctx *fasthttp.RequestCtx) {
+	q := ctx.QueryArgs()
+	f := store.DeliveryFilter{
+		EndpointID: string(q.Peek("endpoint")), Status: store.Status(q.Peek("status")),
+		Event: string(q.Peek("event")), Cursor: string(q.Peek("cursor")),
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		httpx.Error(ctx, 400, "bad_request", "status must be one of pending, retrying, success, failed, held, filtered")
+		return
+	}
+	if l := q.Peek("limit"); len(l) > 0 {
+		n, err := strconv.Atoi(string(l))
+		if err != nil || n < 1 || n > 500 {
+			httpx.Error(ctx, 400, "bad_request", "limit must be between 1 and 500")
+			return
+		}
+		f.Limit = n
+	}
+	ds, err := a.opt.Store.Deliveries(ctx, f)
+	if err != nil {
+		a.internal(ctx, "list deliveries", err)
+		return
+	}
+	out := map[string]any{"deliveries": ds}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	if len(ds) == f.Limit {
+		out["next_cursor"] = ds[len(ds)-1].ID
+	}
+	if ds == nil {
+		out["deliveries"] = []store.Delivery{}
+	}
+	httpx.JSON(ctx, 200, out)
+}
+
+func (a *API) getDelivery(ctx *fasthttp.RequestCtx, id string) {
+	d, as, err := a.opt.Store.Delivery(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(ctx, 404, "not_found", "no delivery "+strconv.Quote(id))
+		return
+	}
+	if err != nil {
+		a.internal(ctx, "get delivery", err)
+		return
+	}
+	out := deliveryJSON{Delivery: d, Payload: d.Payload}
+	for _, at := range as {
+		out.Attempts = append(out.Attempts, attemptJSON{Attempt: at, DurationMS: float64(at.Duration.Microseconds()) / 1000})
+	}
+	httpx.JSON(ctx, 200, out)
+}
+
+func (a *API) retry(ctx *fasthttp.RequestCtx, id string) {
+	d, err := a.opt.Engine.Retry(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		httpx.Error(ctx, 404, "not_found", "no delivery "+strconv.Quote(id))
+	case errors.Is(err, store.ErrConflict):
+		httpx.Error(ctx, 409, "conflict", strings.TrimPrefix(err.Error(), "conflict: "))
+	case err != nil:
+		a.internal(ctx, "retry delivery", err)
+	default:
+		httpx.JSON(ctx, 202, map[string]any{"delivery_id": d.ID, "status": d.Status})
+	}
+}
+
+func (a *API) reload(ctx *fasthttp.RequestCtx) {
+	err := a.opt.Reload(ctx)
+	var ce config.Errors
+	switch {
+	case errors.As(err, &ce):
+		httpx.Error(ctx, 400, "invalid_config", ce.Error())
+	case err != nil:
+		a.internal(ctx, "reload", err)
+	default:
+		httpx.JSON(ctx, 200, map[string]any{"reloaded": true, "file": a.opt.Config().File})
+	}
+}
+
+// internal logs the cause and tells the client only that it failed.
+func (a *API) internal(ctx *fasthttp.RequestCtx, what string, err error) {
+	a.opt.Logger.Error("admin: "+what, "path", string(ctx.Path()), "err", err)
+	httpx.Error(ctx, 500, "internal", what+" failed; the gateway log has the cause")
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}

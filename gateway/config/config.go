@@ -1,0 +1,156 @@
+// Package config is ringgate's YAML schema: the types, their defaults and examples (in struct tags,
+// one place), ${ENV} expansion, and validation that reports every problem as FILE:LINE:COL.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole file. Each field's `default` tag is YAML decoded by the same decoder as the
+// file, so defaults and documentation cannot drift apart.
+type Config struct {
+	Server     Server      `yaml:"server" doc:"Listeners and the public URL Twilio calls."`
+	Storage    Storage     `yaml:"storage" doc:"Where state lives."`
+	Twilio     Twilio      `yaml:"twilio" doc:"Twilio account credentials."`
+	Delivery   Delivery    `yaml:"delivery" doc:"Webhook delivery: timeouts, retries, breaker, retention."`
+	Log        Log         `yaml:"log" doc:"Structured logging."`
+	Workspaces []Workspace `yaml:"workspaces" doc:"Tenants: each with its campaigns, numbers and endpoints."`
+
+	// File is the path the config was read from ("" when parsed from bytes without a name).
+	File string `yaml:"-"`
+}
+
+type Server struct {
+	Listen    string `yaml:"listen" default:"127.0.0.1:8080" example:"0.0.0.0:8080" doc:"Public listener: Twilio callbacks, the tracker script, sessions."`
+	PublicURL string `yaml:"public_url" example:"https://calls.example.com" doc:"The URL Twilio calls; used to check X-Twilio-Signature and to build TwiML callback URLs."`
+	Admin     Admin  `yaml:"admin" doc:"The operator's listener."`
+}
+
+type Admin struct {
+	Listen        string `yaml:"listen" default:"127.0.0.1:8081" doc:"Admin listener: REST API, dashboard, metrics."`
+	Token         string `yaml:"token" example:"${RINGGATE_ADMIN_TOKEN}" doc:"Bearer token for the admin API (at least 16 characters)."`
+	MetricsPublic bool   `yaml:"metrics_public" default:"false" doc:"Serve /metrics without the token."`
+}
+
+type Storage struct {
+	Backend string `yaml:"backend" default:"badger" doc:"badger (embedded, one node)."`
+	Path    string `yaml:"path" default:"./data" doc:"Data directory of the embedded store."`
+}
+
+type Twilio struct {
+	AccountSID string `yaml:"account_sid" example:"${TWILIO_ACCOUNT_SID}" doc:"Twilio account SID (AC...)."`
+	AuthToken  string `yaml:"auth_token" example:"${TWILIO_AUTH_TOKEN}" doc:"Auth token: checks X-Twilio-Signature."`
+}
+
+type Delivery struct {
+	Timeout              time.Duration   `yaml:"timeout" default:"10s" doc:"Time for one attempt: connect, send, read the response."`
+	RetrySchedule        []time.Duration `yaml:"retry_schedule" default:"[30s, 5m, 30m]" doc:"Delay before each retry; its length is the number of retries."`
+	RetryJitter          float64         `yaml:"retry_jitter" default:"0.2" doc:"Each retry delay is varied by up to this fraction either way (0 to 1)."`
+	MaxRetryAfter        time.Duration   `yaml:"max_retry_after" default:"1h" doc:"A receiver's Retry-After may lengthen a retry delay up to this bound."`
+	BreakerThreshold     int             `yaml:"breaker_threshold" default:"10" doc:"Consecutive failed deliveries that disable an endpoint."`
+	LogRetention         time.Duration   `yaml:"log_retention" default:"720h" doc:"How long finished delivery records and attempts are kept."`
+	MaxInFlight          int             `yaml:"max_in_flight" default:"32" doc:"Concurrent attempts per endpoint; a slow receiver cannot take more."`
+	AllowHTTP            bool            `yaml:"allow_http" default:"false" doc:"Accept http:// endpoint URLs (local testing only)."`
+	AllowPrivateNetworks bool            `yaml:"allow_private_networks" default:"false" doc:"Allow endpoints on loopback, private, link-local and metadata addresses (local testing only)."`
+}
+
+type Log struct {
+	Level  string `yaml:"level" default:"info" doc:"debug, info, warn or error."`
+	Format string `yaml:"format" default:"text" doc:"text or json."`
+}
+
+type Workspace struct {
+	ID        int64      `yaml:"id" example:"1" doc:"Workspace id (positive integer, unique); the tracker's ?w= value."`
+	Name      string     `yaml:"name" example:"My Workspace" doc:"Shown in payloads as workspace.name."`
+	Tracker   Tracker    `yaml:"tracker" doc:"The website tracker script."`
+	BlockList []Block    `yaml:"block_list" doc:"Callers rejected for every campaign of the workspace."`
+	Campaigns []Campaign `yaml:"campaigns" doc:"Campaigns with their tracking numbers."`
+	Endpoints []Endpoint `yaml:"endpoints" doc:"Webhook receivers of this workspace's events."`
+}
+
+type Tracker struct {
+	AllowedOrigins []string      `yaml:"allowed_origins" example:"[https://example.com]" doc:"Origins allowed to create sessions."`
+	SessionHold    time.Duration `yaml:"session_hold" default:"30m" doc:"How long a visitor keeps a pool number without a heartbeat."`
+}
+
+type Block struct {
+	Number string `yaml:"number" example:"+15551234567" doc:"E.164 caller number."`
+	Reason string `yaml:"reason" example:"spam" doc:"Reported as block_reason."`
+}
+
+type Campaign struct {
+	ID          int64             `yaml:"id" example:"42" doc:"Campaign id (positive integer, unique in the file)."`
+	Name        string            `yaml:"name" example:"Google Ads Campaign" doc:"Reported as campaign_name."`
+	ForwardTo   string            `yaml:"forward_to" example:"+15550001111" doc:"E.164 number calls are forwarded to."`
+	Record      bool              `yaml:"record" default:"false" doc:"Record forwarded calls."`
+	Voicemail   Voicemail         `yaml:"voicemail" doc:"Voicemail when the forward is missed."`
+	Source      map[string]string `yaml:"source" example:"{utm_source: google, utm_medium: cpc}" doc:"Visits this campaign's pool serves; omitted: any visit."`
+	SwapNumbers []string          `yaml:"swap_numbers" example:"[+15550001111]" doc:"Numbers on the website replaced by a pool number."`
+	BlockList   []Block           `yaml:"block_list" doc:"Callers rejected for this campaign only."`
+	Numbers     []Number          `yaml:"numbers" doc:"Tracking numbers."`
+}
+
+type Voicemail struct {
+	Enabled    bool `yaml:"enabled" default:"false" doc:"Offer voicemail when the forward is missed."`
+	Transcribe bool `yaml:"transcribe" default:"false" doc:"Ask Twilio to transcribe voicemails."`
+}
+
+type Number struct {
+	ID     int64  `yaml:"id" example:"1" doc:"Number id (positive integer)."`
+	Number string `yaml:"number" example:"+18005551234" doc:"E.164 tracking number (unique in the file)."`
+	Name   string `yaml:"name" example:"Google Ads - Main" doc:"Reported as tracking_number_name."`
+	Pool   bool   `yaml:"pool" default:"false" doc:"Part of the campaign's dynamic pool."`
+}
+
+type Endpoint struct {
+	ID        string            `yaml:"id" example:"ghl" doc:"Endpoint id: letters, digits, '.', '_' or '-', unique in the file."`
+	Name      string            `yaml:"name" example:"GoHighLevel Integration" doc:"A friendly name."`
+	URL       string            `yaml:"url" example:"https://services.leadconnectorhq.com/hooks/ID/webhook-trigger/ID" doc:"HTTPS URL that receives POSTs."`
+	Events    []string          `yaml:"events" example:"[call.completed, call.missed]" doc:"Event types delivered to this endpoint."`
+	Secret    string            `yaml:"secret" example:"${GHL_WEBHOOK_SECRET}" doc:"whsec_ + base64 signing secret; generated and stored when omitted."`
+	Headers   map[string]string `yaml:"headers" example:"{X-Source: ringgate}" doc:"Extra request headers."`
+	Transform *Transform        `yaml:"transform" doc:"Optional WebAssembly transform."`
+}
+
+type Transform struct {
+	Module      string            `yaml:"module" example:"plugins/examples/gohighlevel/gohighlevel.wasm" doc:"Path of the .wasm module."`
+	Config      map[string]string `yaml:"config" example:"{tag: PPC}" doc:"Values the guest reads with config_get."`
+	Timeout     time.Duration     `yaml:"timeout" default:"100ms" doc:"Time for one call."`
+	MemoryLimit ByteSize          `yaml:"memory_limit" default:"64MiB" doc:"Guest memory cap."`
+}
+
+// ByteSize is a size in bytes that config accepts as 65536, 64KiB, 64MiB or 1GiB.
+type ByteSize int64
+
+// Endpoint returns the endpoint with that id and its workspace, or nil.
+func (c *Config) Endpoint(id string) (*Endpoint, *Workspace) {
+	for wi := range c.Workspaces {
+		w := &c.Workspaces[wi]
+		for ei := range w.Endpoints {
+			if w.Endpoints[ei].ID == id {
+				return &w.Endpoints[ei], w
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Workspace returns the workspace with that id, or nil.
+func (c *Config) Workspace(id int64) *Workspace {
+	for i := range c.Workspaces {
+		if c.Workspaces[i].ID == id {
+			return &c.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+// Subscribed reports whether the endpoint takes that event type.
+func (e *Endpoint) Subscribed(event string) bool {
+	for _, ev := range e.Events {
+		if ev == event {
+			return true
+		}
+	}
+	return false
+}

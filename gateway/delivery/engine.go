@@ -1,0 +1,441 @@
+// Package delivery turns published events into signed POSTs: the outbox (one durable commit per
+// event and its deliveries), a scheduler on time-ordered queue keys with one lane per endpoint,
+// the attempt (transform, sign, send), retries with jitter, the breaker, and the operator's
+// commands (send test, retry, enable, rotate secret).
+package delivery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/gateway/store"
+	"github.com/valyala/fasthttp"
+)
+
+// RotationGrace is how long a rotated-out secret still signs (and so still verifies).
+const RotationGrace = 24 * time.Hour
+
+// Options are what an Engine is built from.
+type Options struct {
+	Store   store.Store
+	Clock   clock.Clock  // clock.Real{} when nil
+	Logger  *slog.Logger // slog.Default() when nil
+	Version string       // in User-Agent
+	// Resolver replaces DNS for the SSRF-safe dialer (tests).
+	Resolver Resolver
+	// Jitter returns a number in [0,1) for retry jitter; math/rand when nil.
+	Jitter func() float64
+	// Transform, when set, runs an endpoint's transform before signing.
+	Transform Transformer
+	// Observer, when set, is told about every attempt.
+	Observer Observer
+}
+
+// Transformer runs an endpoint's transform on a payload.
+type Transformer interface {
+	Transform(ctx context.Context, ep *config.Endpoint, meta TransformMeta, body []byte) (TransformResult, error)
+}
+
+// TransformMeta is what a transform may read about the delivery.
+type TransformMeta struct {
+	Event, EndpointID, EndpointURL, DeliveryID string
+	WorkspaceID                                int64
+	Attempt                                    int
+}
+
+// TransformResult is a transform's decision.
+type TransformResult struct {
+	Body    []byte // nil: the original payload
+	Headers [][2]string
+	Drop    bool   // recorded as filtered
+	Logs    string // kept with the attempt
+}
+
+// Observer receives attempt outcomes, for metrics.
+type Observer interface {
+	Attempted(endpointID string, status store.Status, code int, d time.Duration)
+	BreakerChanged(endpointID string, enabled bool)
+}
+
+// Engine is the delivery pipeline. Its lifecycle reads Provision (config), Start, Stop.
+type Engine struct {
+	opt    Options
+	store  store.Store
+	clock  clock.Clock
+	log    *slog.Logger
+	client atomic.Pointer[fasthttp.Client]
+	// clientFor is the delivery config the client was built for.
+	clientFor config.Delivery
+
+	cfg       atomic.Pointer[config.Config]
+	endpoints atomic.Pointer[map[string]*endpoint]
+
+	mu      sync.Mutex
+	lanes   map[string]*lane
+	started bool
+	stopped bool
+	stop    chan struct{}
+	wg      sync.WaitGroup // lanes and attempts
+}
+
+// endpoint is an endpoint's config with what the engine derives from it.
+type endpoint struct {
+	cfg   *config.Endpoint
+	ws    *config.Workspace
+	state atomic.Pointer[store.EndpointState]
+	// signers: current only, and current plus previous until the rotation grace ends.
+	signer, both *Signer
+}
+
+// New returns an engine; call Provision before Start.
+func New(opt Options) *Engine {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Jitter == nil {
+		opt.Jitter = rand.Float64
+	}
+	if opt.Version == "" {
+		opt.Version = "dev"
+	}
+	e := &Engine{opt: opt, store: opt.Store, clock: opt.Clock, log: opt.Logger, lanes: map[string]*lane{}, stop: make(chan struct{})}
+	empty := map[string]*endpoint{}
+	e.endpoints.Store(&empty)
+	return e
+}
+
+// Provision loads a config: it makes sure each endpoint has a stored state and a secret, builds
+// its signer, and (once started) starts and stops lanes to match. It is also the reload path.
+func (e *Engine) Provision(ctx context.Context, cfg *config.Config) error {
+	e.mu.Lock()
+	if dc := cfg.Delivery; e.client.Load() == nil || dc.Timeout != e.clientFor.Timeout ||
+		dc.AllowPrivateNetworks != e.clientFor.AllowPrivateNetworks || dc.MaxInFlight != e.clientFor.MaxInFlight {
+		if old := e.client.Swap(newClient(cfg, e.opt)); old != nil {
+			old.CloseIdleConnections()
+		}
+		e.clientFor = dc
+	}
+	e.mu.Unlock()
+	if cfg.Delivery.AllowHTTP {
+		e.log.Warn("delivery.allow_http is on: endpoint URLs may be plain http (local testing only)")
+	}
+	if cfg.Delivery.AllowPrivateNetworks {
+		e.log.Warn("delivery.allow_private_networks is on: endpoints may be on loopback and private addresses (local testing only)")
+	}
+	eps := map[string]*endpoint{}
+	for wi := range cfg.Workspaces {
+		ws := &cfg.Workspaces[wi]
+		for i := range ws.Endpoints {
+			ec := &ws.Endpoints[i]
+			st, err := e.store.UpdateEndpoint(ctx, ec.ID, func(st *store.EndpointState) error {
+				if ec.Secret != "" {
+					if h := hashSecret(ec.Secret); h != st.ConfigSecretHash {
+						st.Secret, st.ConfigSecretHash = ec.Secret, h
+						st.PreviousSecret, st.PreviousExpires = "", time.Time{}
+					}
+				}
+				if st.Secret == "" {
+					st.Secret = NewSecret()
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", ec.ID, err)
+			}
+			ep := &endpoint{cfg: ec, ws: ws}
+			if err := ep.setState(st); err != nil {
+				return fmt.Errorf("endpoint %s: %w", ec.ID, err)
+			}
+			eps[ec.ID] = ep
+		}
+	}
+	e.cfg.Store(cfg)
+	e.endpoints.Store(&eps)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started && !e.stopped {
+		e.syncLanes(eps)
+	}
+	return nil
+}
+
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func (ep *endpoint) setState(st store.EndpointState) error {
+	if cur := ep.state.Load(); cur != nil && cur.Secret == st.Secret && cur.PreviousSecret == st.PreviousSecret {
+		ep.state.Store(&st) // same secrets: the signers stand
+		return nil
+	}
+	s, err := NewSigner(st.Secret, "")
+	if err != nil {
+		return fmt.Errorf("stored secret: %w", err)
+	}
+	ep.signer, ep.both = s, s
+	if st.PreviousSecret != "" {
+		if b, err := NewSigner(st.Secret, st.PreviousSecret); err == nil {
+			ep.both = b
+		}
+	}
+	ep.state.Store(&st)
+	return nil
+}
+
+// signerAt is the signer in force at now: both secrets during a rotation's grace.
+func (ep *endpoint) signerAt(now time.Time) *Signer {
+	if st := ep.state.Load(); st.PreviousSecret != "" && now.Before(st.PreviousExpires) {
+		return ep.both
+	}
+	return ep.signer
+}
+
+// Start runs a lane for each endpoint.
+func (e *Engine) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg.Load() == nil {
+		return errors.New("delivery: Start before Provision")
+	}
+	if e.started {
+		return nil
+	}
+	e.started = true
+	e.syncLanes(*e.endpoints.Load())
+	return nil
+}
+
+// syncLanes starts lanes for new endpoints and stops lanes of removed ones. e.mu is held.
+func (e *Engine) syncLanes(eps map[string]*endpoint) {
+	for id, l := range e.lanes {
+		if _, ok := eps[id]; !ok {
+			close(l.quit)
+			delete(e.lanes, id)
+		}
+	}
+	for id := range eps {
+		if _, ok := e.lanes[id]; !ok {
+			l := newLane(e, id, e.cfg.Load().Delivery.MaxInFlight)
+			e.lanes[id] = l
+			e.wg.Add(1)
+			go l.run()
+		}
+	}
+}
+
+// Stop stops scheduling and waits, until ctx ends, for attempts in flight. It is idempotent.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.stopped {
+		e.stopped = true
+		close(e.stop)
+	}
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		if c := e.client.Load(); c != nil {
+			c.CloseIdleConnections()
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("delivery: attempts still in flight: %w", ctx.Err())
+	}
+}
+
+func (e *Engine) wake(endpointID string) {
+	e.mu.Lock()
+	l := e.lanes[endpointID]
+	e.mu.Unlock()
+	if l != nil {
+		l.poke()
+	}
+}
+
+func (e *Engine) endpoint(id string) *endpoint { return (*e.endpoints.Load())[id] }
+
+// ErrUnknownWorkspace is returned by Publish for an event of a workspace not in the config.
+var ErrUnknownWorkspace = errors.New("unknown workspace")
+
+// Published says what Publish stored.
+type Published struct {
+	EventID     string
+	DeliveryIDs []string
+}
+
+// Publish makes the event durable with one delivery for each endpoint of its workspace that
+// subscribes to its type. When it returns nil, the event survives a crash.
+func (e *Engine) Publish(ctx context.Context, ev *events.Event) (Published, error) {
+	cfg := e.cfg.Load()
+	ws := cfg.Workspace(ev.Workspace.ID)
+	if ws == nil {
+		return Published{}, fmt.Errorf("%w %d", ErrUnknownWorkspace, ev.Workspace.ID)
+	}
+	var targets []string
+	for i := range ws.Endpoints {
+		if ws.Endpoints[i].Subscribed(ev.Type) {
+			targets = append(targets, ws.Endpoints[i].ID)
+		}
+	}
+	return e.publish(ctx, ev, targets, false)
+}
+
+func (e *Engine) publish(ctx context.Context, ev *events.Event, targets []string, test bool) (Published, error) {
+	if !events.Known(ev.Type) {
+		return Published{}, fmt.Errorf("unknown event type %q", ev.Type)
+	}
+	body, err := ev.Marshal()
+	if err != nil {
+		return Published{}, fmt.Errorf("marshal %s: %w", ev.Type, err)
+	}
+	now := e.clock.Now()
+	rec := store.EventRecord{ID: store.NewID("evt_", now), Type: ev.Type, WorkspaceID: ev.Workspace.ID, CreatedAt: now, Payload: body}
+	ds := make([]store.Delivery, len(targets))
+	out := Published{EventID: rec.ID, DeliveryIDs: make([]string, len(targets))}
+	for i, ep := range targets {
+		ds[i] = store.Delivery{
+			ID: store.NewID("msg_", now), EventID: rec.ID, Event: ev.Type, WorkspaceID: ev.Workspace.ID,
+			EndpointID: ep, NextAt: now, CreatedAt: now, UpdatedAt: now, Test: test, Payload: body,
+		}
+		out.DeliveryIDs[i] = ds[i].ID
+	}
+	if err := e.store.Publish(ctx, rec, ds); err != nil {
+		return Published{}, fmt.Errorf("store event: %w", err)
+	}
+	for _, ep := range targets {
+		e.wake(ep)
+	}
+	return out, nil
+}
+
+// Errors of the operator's commands.
+var (
+	ErrUnknownEndpoint = errors.New("unknown endpoint")
+	ErrNotSubscribed   = errors.New("endpoint is not subscribed to that event")
+)
+
+// SendTest queues a sample of the event type to one endpoint, which must subscribe to it.
+func (e *Engine) SendTest(ctx context.Context, endpointID, eventType string) (string, error) {
+	ep := e.endpoint(endpointID)
+	if ep == nil {
+		return "", ErrUnknownEndpoint
+	}
+	if !ep.cfg.Subscribed(eventType) {
+		return "", fmt.Errorf("%w %q (it takes: %v)", ErrNotSubscribed, eventType, ep.cfg.Events)
+	}
+	ev, err := events.Sample(eventType, events.Workspace{ID: ep.ws.ID, Name: ep.ws.Name}, e.clock.Now())
+	if err != nil {
+		return "", err
+	}
+	p, err := e.publish(ctx, ev, []string{endpointID}, true)
+	if err != nil {
+		return "", err
+	}
+	return p.DeliveryIDs[0], nil
+}
+
+// Retry queues one manual attempt of a failed delivery.
+func (e *Engine) Retry(ctx context.Context, id string) (store.Delivery, error) {
+	d, err := e.store.Retry(ctx, id, e.clock.Now())
+	if err == nil {
+		e.wake(d.EndpointID)
+	}
+	return d, err
+}
+
+// Enable re-enables an endpoint and releases its held deliveries.
+func (e *Engine) Enable(ctx context.Context, endpointID string) (int, error) {
+	ep := e.endpoint(endpointID)
+	if ep == nil {
+		return 0, ErrUnknownEndpoint
+	}
+	n, err := e.store.Enable(ctx, endpointID, e.clock.Now())
+	if err != nil {
+		return n, err
+	}
+	if err := e.refresh(ctx, ep); err != nil {
+		return n, err
+	}
+	e.log.Info("endpoint re-enabled", "endpoint", endpointID, "released", n)
+	if e.opt.Observer != nil {
+		e.opt.Observer.BreakerChanged(endpointID, true)
+	}
+	e.wake(endpointID)
+	return n, nil
+}
+
+// RotateSecret gives the endpoint a new secret; the old one keeps signing for RotationGrace.
+func (e *Engine) RotateSecret(ctx context.Context, endpointID string) (string, error) {
+	ep := e.endpoint(endpointID)
+	if ep == nil {
+		return "", ErrUnknownEndpoint
+	}
+	now := e.clock.Now()
+	st, err := e.store.UpdateEndpoint(ctx, endpointID, func(st *store.EndpointState) error {
+		st.PreviousSecret, st.PreviousExpires = st.Secret, now.Add(RotationGrace)
+		st.Secret = NewSecret()
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := ep.setState(st); err != nil {
+		return "", err
+	}
+	e.log.Info("endpoint secret rotated", "endpoint", endpointID, "previous_valid_until", st.PreviousExpires)
+	return st.Secret, nil
+}
+
+func (e *Engine) refresh(ctx context.Context, ep *endpoint) error {
+	st, err := e.store.Endpoint(ctx, ep.cfg.ID)
+	if err != nil {
+		return err
+	}
+	return ep.setState(st)
+}
+
+// EndpointView is an endpoint's config with its state, for the admin API.
+type EndpointView struct {
+	Config      *config.Endpoint
+	WorkspaceID int64
+	State       store.EndpointState
+}
+
+// Endpoints lists every configured endpoint with its state, in config order.
+func (e *Engine) Endpoints() []EndpointView {
+	cfg := e.cfg.Load()
+	var out []EndpointView
+	for _, ws := range cfg.Workspaces {
+		for _, ec := range ws.Endpoints {
+			if ep := e.endpoint(ec.ID); ep != nil {
+				out = append(out, EndpointView{Config: ep.cfg, WorkspaceID: ws.ID, State: *ep.state.Load()})
+			}
+		}
+	}
+	return out
+}
+
+// Endpoint returns one endpoint's view.
+func (e *Engine) Endpoint(id string) (EndpointView, bool) {
+	ep := e.endpoint(id)
+	if ep == nil {
+		return EndpointView{}, false
+	}
+	return EndpointView{Config: ep.cfg, WorkspaceID: ep.ws.ID, State: *ep.state.Load()}, true
+}

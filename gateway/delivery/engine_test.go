@@ -1,0 +1,620 @@
+package delivery
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/gateway/store"
+	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/valyala/fasthttp"
+)
+
+// received is one request a test receiver got.
+type received struct {
+	headers map[string]string
+	body    []byte
+	at      time.Time
+}
+
+// receiver is a real fasthttp server on 127.0.0.1 whose answer a test controls.
+type receiver struct {
+	URL    string
+	mu     sync.Mutex
+	got    []received
+	status int
+	handle func(ctx *fasthttp.RequestCtx) bool // true: handled
+	ln     net.Listener
+	clk    clock.Clock
+}
+
+func newReceiver(t *testing.T, clk clock.Clock) *receiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{URL: "http://" + ln.Addr().String() + "/hook", status: 200, ln: ln, clk: clk}
+	srv := &fasthttp.Server{Handler: r.serve, ReadTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	return r
+}
+
+func (r *receiver) serve(ctx *fasthttp.RequestCtx) {
+	h := map[string]string{}
+	for k, v := range ctx.Request.Header.All() {
+		h[strings.ToLower(string(k))] = string(v)
+	}
+	r.mu.Lock()
+	r.got = append(r.got, received{headers: h, body: append([]byte(nil), ctx.PostBody()...), at: r.clk.Now()})
+	status, handle := r.status, r.handle
+	r.mu.Unlock()
+	if handle != nil && handle(ctx) {
+		return
+	}
+	ctx.SetStatusCode(status)
+}
+
+func (r *receiver) set(status int) { r.mu.Lock(); r.status = status; r.mu.Unlock() }
+func (r *receiver) count() int     { r.mu.Lock(); defer r.mu.Unlock(); return len(r.got) }
+func (r *receiver) all() []received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]received(nil), r.got...)
+}
+
+type harness struct {
+	t    *testing.T
+	e    *Engine
+	st   *badgerstore.Store
+	clk  clock.Clock
+	cfg  *config.Config
+	fake *clock.Fake
+}
+
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func testConfig(t *testing.T, endpoints string, extra string) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`
+server: {public_url: "http://127.0.0.1:8080", admin: {token: "0123456789abcdef"}}
+twilio: {auth_token: "test-token"}
+delivery: {allow_http: true, allow_private_networks: true, timeout: 2s%s}
+workspaces:
+  - id: 1
+    name: My Workspace
+    endpoints:
+%s`, extra, endpoints)
+	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, y)
+	}
+	return cfg
+}
+
+func endpointYAML(id, url string, events ...string) string {
+	if len(events) == 0 {
+		events = []string{"call.completed"}
+	}
+	return fmt.Sprintf("      - {id: %s, name: %s, url: %q, secret: %q, events: [%s]}\n", id, id, url, testSecret, strings.Join(events, ", "))
+}
+
+func newHarness(t *testing.T, cfg *config.Config, clk clock.Clock) *harness {
+	t.Helper()
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, st: st, clk: clk, cfg: cfg}
+	h.fake, _ = clk.(*clock.Fake)
+	h.e = New(Options{Store: st, Clock: clk, Logger: quietLog(), Version: "test", Jitter: func() float64 { return 0.5 }})
+	if err := h.e.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h.e.Stop(ctx)
+		st.Close()
+	})
+	return h
+}
+
+func quietLog() *slog.Logger {
+	if os.Getenv("RINGGATE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(discard{}, nil))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (h *harness) publish(typ string) Published {
+	h.t.Helper()
+	ev, _ := events.Sample(typ, events.Workspace{ID: 1, Name: "My Workspace"}, h.clk.Now())
+	p, err := h.e.Publish(context.Background(), ev)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// eventually polls cond in real time (the engine's goroutines run on their own schedule).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (h *harness) delivery(id string) (store.Delivery, []store.Attempt) {
+	d, as, err := h.st.Delivery(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return d, as
+}
+
+// --- independent verifiers: written from the specs, not from the signer under test ---
+
+func verifyPHP(secret string, body []byte, sig string) bool {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(sig))
+}
+
+func verifyStandard(secret, id, ts string, body []byte, header string) bool {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + string(body)))
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, s := range strings.Fields(header) {
+		if hmac.Equal([]byte(s), []byte(want)) {
+			return true
+		}
+	}
+	return false
+}
+
+// The example of the Standard Webhooks specification's reference libraries.
+func TestStandardWebhooksVector(t *testing.T) {
+	s, err := NewSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.WebhookSignature("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("got %s want %s", got, want)
+	}
+	if !verifyStandard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`), got) {
+		t.Fatal("independent verifier disagrees")
+	}
+}
+
+func TestDeliveryHeadersVerify(t *testing.T) {
+	r := newReceiver(t, clock.Real{})
+	ep := strings.Replace(endpointYAML("crm", r.URL, "call.completed", "call.blocked"), "}\n", ", headers: {X-Source: ringgate}}\n", 1)
+	cfg := testConfig(t, ep, "")
+	h := newHarness(t, cfg, clock.Real{})
+	p := h.publish(events.CallCompleted)
+	h.publish(events.CallBlocked)
+	h.publish(events.CallStarted) // not subscribed
+	eventually(t, "two deliveries", func() bool { return r.count() == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if r.count() != 2 {
+		t.Fatalf("got %d deliveries, want 2", r.count())
+	}
+	for _, g := range r.all() {
+		hd := g.headers
+		if !verifyPHP(testSecret, g.body, hd["signature"]) {
+			t.Errorf("Signature header %q does not verify", hd["signature"])
+		}
+		if !verifyStandard(testSecret, hd["webhook-id"], hd["webhook-timestamp"], g.body, hd["webhook-signature"]) {
+			t.Errorf("webhook-signature %q does not verify", hd["webhook-signature"])
+		}
+		if hd["content-type"] != "application/json" || hd["user-agent"] != "ringgate/test" || hd["x-source"] != "ringgate" {
+			t.Errorf("headers: %v", hd)
+		}
+		if ts, _ := strconv.ParseInt(hd["webhook-timestamp"], 10, 64); time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
+			t.Errorf("timestamp %d is not now", ts)
+		}
+	}
+	if id := r.all()[0].headers["webhook-id"]; id != p.DeliveryIDs[0] && r.all()[1].headers["webhook-id"] != p.DeliveryIDs[0] {
+		t.Errorf("webhook-id is not the delivery id %s", p.DeliveryIDs[0])
+	}
+	d, as := h.delivery(p.DeliveryIDs[0])
+	if d.Status != store.Success || len(as) != 1 || as[0].StatusCode != 200 {
+		t.Fatalf("delivery %+v attempts %+v", d, as)
+	}
+}
+
+// waitParked waits until the lane has taken in every attempt and parked on a timer.
+func (h *harness) waitAttempts(r *receiver, n int) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("%d attempts", n), func() bool { return r.count() >= n })
+	eventually(h.t, "the lane to park", func() bool {
+		ds, _ := h.st.Deliveries(context.Background(), store.DeliveryFilter{})
+		for _, d := range ds {
+			if d.Attempts < n && !d.Status.Final() && d.Status != store.Retrying {
+				return false
+			}
+		}
+		return h.fake.Waiters() > 0 || allFinal(ds)
+	})
+}
+
+func allFinal(ds []store.Delivery) bool {
+	for _, d := range ds {
+		if !d.Status.Final() {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRetryScheduleThenFailed(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	r.set(500)
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ""), fake)
+	start := fake.Now()
+	p := h.publish(events.CallCompleted)
+	id := p.DeliveryIDs[0]
+	// The jitter source returns 0.5, the middle: delays are exactly the schedule.
+	waits := []time.Duration{30 * time.Second, 5 * time.Minute, 30 * time.Minute}
+	want := []time.Time{start}
+	for i, w := range waits {
+		h.waitRetrying(id, i+1)
+		if r.count() != i+1 {
+			t.Fatalf("attempt %d early: %d requests", i+1, r.count())
+		}
+		fake.Advance(w - time.Second)
+		time.Sleep(20 * time.Millisecond)
+		if r.count() != i+1 {
+			t.Fatalf("retry %d came before its time", i+1)
+		}
+		fake.Advance(time.Second)
+		want = append(want, want[len(want)-1].Add(w))
+	}
+	eventually(t, "4 attempts", func() bool { return r.count() == 4 })
+	eventually(t, "failed", func() bool { d, _ := h.delivery(id); return d.Status == store.Failed })
+	d, as := h.delivery(id)
+	if d.Attempts != 4 || len(as) != 4 {
+		t.Fatalf("attempts %d, records %d", d.Attempts, len(as))
+	}
+	for i, g := range r.all() {
+		if !g.at.Equal(want[i]) {
+			t.Errorf("attempt %d at %s, want %s", i+1, g.at.Sub(start), want[i].Sub(start))
+		}
+		if g.headers["webhook-id"] != id {
+			t.Errorf("attempt %d webhook-id %s, want %s", i+1, g.headers["webhook-id"], id)
+		}
+	}
+	if as[3].StatusCode != 500 || as[3].Error != "HTTP 500" {
+		t.Errorf("last attempt %+v", as[3])
+	}
+	st, _ := h.st.Endpoint(context.Background(), "crm")
+	if st.ConsecutiveFailures != 1 || !st.Enabled {
+		t.Errorf("breaker state %+v", st)
+	}
+	// A manual retry is one attempt; it succeeds now.
+	r.set(204)
+	if _, err := h.e.Retry(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "manual retry", func() bool { d, _ := h.delivery(id); return d.Status == store.Success })
+	if _, err := h.e.Retry(context.Background(), id); err == nil {
+		t.Error("retrying a successful delivery was accepted")
+	}
+}
+
+func (h *harness) waitRetrying(id string, attempts int) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("attempt %d recorded", attempts), func() bool {
+		d, _ := h.delivery(id)
+		return d.Attempts == attempts && d.Status == store.Retrying && h.fake.Waiters() > 0
+	})
+}
+
+func TestBreakerDisablesHoldsAndReleases(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	r.set(503)
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ", retry_schedule: [1s]"), fake)
+	var ids []string
+	for i := 1; i <= 10; i++ {
+		id := h.publish(events.CallCompleted).DeliveryIDs[0]
+		ids = append(ids, id)
+		h.waitRetrying(id, 1)
+		fake.Advance(time.Second)
+		eventually(t, "failed", func() bool { d, _ := h.delivery(id); return d.Status == store.Failed })
+		st, _ := h.st.Endpoint(context.Background(), "crm")
+		if st.ConsecutiveFailures != i || st.Enabled != (i < 10) {
+			t.Fatalf("after %d failed deliveries: %+v", i, st)
+		}
+	}
+	v, _ := h.e.Endpoint("crm")
+	if v.State.Enabled || v.State.DisabledAt.IsZero() {
+		t.Fatalf("endpoint not disabled: %+v", v.State)
+	}
+	before := r.count()
+	held := h.publish(events.CallCompleted).DeliveryIDs[0]
+	time.Sleep(50 * time.Millisecond)
+	if d, _ := h.delivery(held); d.Status != store.Held || r.count() != before {
+		t.Fatalf("new delivery while disabled: %s, %d requests", d.Status, r.count()-before)
+	}
+	r.set(200)
+	n, err := h.e.Enable(context.Background(), "crm")
+	if err != nil || n != 1 {
+		t.Fatalf("enable released %d, %v", n, err)
+	}
+	eventually(t, "held delivery sent", func() bool { d, _ := h.delivery(held); return d.Status == store.Success })
+	st, _ := h.st.Endpoint(context.Background(), "crm")
+	if !st.Enabled || st.ConsecutiveFailures != 0 {
+		t.Fatalf("after enable: %+v", st)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	r.handle = func(ctx *fasthttp.RequestCtx) bool {
+		ctx.Response.Header.Set("Retry-After", "120")
+		ctx.SetStatusCode(429)
+		return true
+	}
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ""), fake)
+	id := h.publish(events.CallCompleted).DeliveryIDs[0]
+	h.waitRetrying(id, 1)
+	d, _ := h.delivery(id)
+	if got := d.NextAt.Sub(fake.Now()); got != 120*time.Second {
+		t.Fatalf("next attempt in %s, want 2m (Retry-After beats the 30s schedule)", got)
+	}
+}
+
+func TestRotateSecretSignsWithBoth(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	r := newReceiver(t, fake)
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ""), fake)
+	newSecret, err := h.e.RotateSecret(context.Background(), "crm")
+	if err != nil || !strings.HasPrefix(newSecret, "whsec_") || newSecret == testSecret {
+		t.Fatalf("rotate: %q %v", newSecret, err)
+	}
+	h.publish(events.CallCompleted)
+	eventually(t, "delivery", func() bool { return r.count() == 1 })
+	g := r.all()[0]
+	for _, s := range []string{testSecret, newSecret} {
+		if !verifyStandard(s, g.headers["webhook-id"], g.headers["webhook-timestamp"], g.body, g.headers["webhook-signature"]) {
+			t.Errorf("signature does not verify with %s during the grace period", s)
+		}
+	}
+	if !verifyPHP(newSecret, g.body, g.headers["signature"]) {
+		t.Error("Signature header not made with the new secret")
+	}
+	fake.Advance(RotationGrace + time.Second)
+	h.publish(events.CallCompleted)
+	eventually(t, "second delivery", func() bool { return r.count() == 2 })
+	g = r.all()[1]
+	if verifyStandard(testSecret, g.headers["webhook-id"], g.headers["webhook-timestamp"], g.body, g.headers["webhook-signature"]) {
+		t.Error("old secret still verifies after the grace period")
+	}
+	// A restart keeps the rotated secret: the config's secret has not changed.
+	if err := h.e.Provision(context.Background(), h.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := h.e.Endpoint("crm"); v.State.Secret != newSecret {
+		t.Error("re-provisioning replaced the rotated secret")
+	}
+}
+
+func TestSendTestOnlySubscribed(t *testing.T) {
+	r := newReceiver(t, clock.Real{})
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL, "call.missed"), ""), clock.Real{})
+	if _, err := h.e.SendTest(context.Background(), "crm", "call.completed"); err == nil {
+		t.Fatal("test of an unsubscribed event accepted")
+	}
+	if _, err := h.e.SendTest(context.Background(), "nope", "call.missed"); err != ErrUnknownEndpoint {
+		t.Fatalf("unknown endpoint: %v", err)
+	}
+	id, err := h.e.SendTest(context.Background(), "crm", "call.missed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "test delivery", func() bool { return r.count() == 1 })
+	if !strings.Contains(string(r.all()[0].body), `"event":"call.missed"`) {
+		t.Fatalf("body %s", r.all()[0].body)
+	}
+	if d, _ := h.delivery(id); !d.Test {
+		t.Error("not marked as a test")
+	}
+}
+
+// Receivers that hang, reset, send huge bodies or redirect hold only their own lanes.
+func TestBadReceiversDoNotStallOthers(t *testing.T) {
+	good := newReceiver(t, clock.Real{})
+	hang := newReceiver(t, clock.Real{})
+	hang.handle = func(ctx *fasthttp.RequestCtx) bool { time.Sleep(3 * time.Second); return false }
+	huge := newReceiver(t, clock.Real{})
+	huge.handle = func(ctx *fasthttp.RequestCtx) bool {
+		ctx.SetBodyStream(strings.NewReader(strings.Repeat("x", 32<<20)), 32<<20)
+		return true
+	}
+	redirect := newReceiver(t, clock.Real{})
+	redirect.handle = func(ctx *fasthttp.RequestCtx) bool {
+		ctx.Redirect("http://169.254.169.254/latest/meta-data", 302)
+		return true
+	}
+	reset, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reset.Close()
+	go func() {
+		for {
+			c, err := reset.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	eps := endpointYAML("good", good.URL) + endpointYAML("hang", hang.URL) + endpointYAML("huge", huge.URL) +
+		endpointYAML("redirect", redirect.URL) + endpointYAML("reset", "http://"+reset.Addr().String()+"/")
+	h := newHarness(t, testConfig(t, eps, ", max_in_flight: 4"), clock.Real{})
+	start := time.Now()
+	const n = 40
+	for i := 0; i < n; i++ {
+		h.publish(events.CallCompleted)
+	}
+	eventually(t, "every delivery to the good endpoint", func() bool { return good.count() == n })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("good endpoint took %s behind bad ones", took)
+	}
+	// Each bad endpoint's first attempts ended in a clear failure.
+	// Each bad endpoint's first attempts ended in a clear failure (a 200 with a huge body is a
+	// success with its response cut at 4 KiB).
+	want := map[string]string{"redirect": "redirect to", "reset": "connection", "hang": "timed out after 2s", "huge": ""}
+	for ep, msg := range want {
+		status := store.Retrying
+		if ep == "huge" {
+			status = store.Success
+		}
+		eventually(t, ep+" attempt recorded", func() bool {
+			ds, _ := h.st.Deliveries(context.Background(), store.DeliveryFilter{EndpointID: ep, Status: status, Limit: 1})
+			return len(ds) == 1
+		})
+		ds, _ := h.st.Deliveries(context.Background(), store.DeliveryFilter{EndpointID: ep, Status: status, Limit: 1})
+		_, as := h.delivery(ds[0].ID)
+		if len(as) == 0 || !strings.Contains(as[0].Error, msg) {
+			t.Errorf("%s: attempts %+v, want error containing %q", ep, as, msg)
+		}
+	}
+}
+
+func TestHugeResponseIsCappedAndSucceeds(t *testing.T) {
+	huge := newReceiver(t, clock.Real{})
+	huge.handle = func(ctx *fasthttp.RequestCtx) bool {
+		ctx.SetBodyStream(strings.NewReader(strings.Repeat("y", 64<<20)), 64<<20)
+		return true
+	}
+	h := newHarness(t, testConfig(t, endpointYAML("huge", huge.URL), ""), clock.Real{})
+	start := time.Now()
+	id := h.publish(events.CallCompleted).DeliveryIDs[0]
+	eventually(t, "success", func() bool { d, _ := h.delivery(id); return d.Status == store.Success })
+	_, as := h.delivery(id)
+	if len(as[0].Response) != ResponseCap || time.Since(start) > 2*time.Second {
+		t.Fatalf("kept %d bytes of the response after %s", len(as[0].Response), time.Since(start))
+	}
+}
+
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if a, ok := f[host]; ok {
+		return a, nil
+	}
+	return nil, fmt.Errorf("no such host %s", host)
+}
+
+func TestDialerRefusesPrivateAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	res := fakeResolver{
+		"loopback.example": {netip.MustParseAddr("127.0.0.1")},
+		"metadata.example": {netip.MustParseAddr("169.254.169.254")},
+		"private.example":  {netip.MustParseAddr("10.0.0.1")},
+		"v6.example":       {netip.MustParseAddr("::1")},
+		"mapped.example":   {netip.MustParseAddr("::ffff:127.0.0.1")},
+		"cgnat.example":    {netip.MustParseAddr("100.64.1.1")},
+	}
+	d := &Dialer{Resolver: res}
+	for _, host := range []string{"127.0.0.1", "10.0.0.1", "169.254.169.254", "::1", "loopback.example", "metadata.example", "private.example", "v6.example", "mapped.example", "cgnat.example"} {
+		c, err := d.Dial(net.JoinHostPort(host, port), time.Second)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: dialled", host)
+			continue
+		}
+		if !strings.Contains(err.Error(), "forbidden address") {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+	// The opt-out dials the address it resolved.
+	open := &Dialer{Resolver: res, AllowPrivate: true}
+	c, err := open.Dial(net.JoinHostPort("loopback.example", port), time.Second)
+	if err != nil {
+		t.Fatalf("allow_private_networks: %v", err)
+	}
+	c.Close()
+}
+
+// With the default config, an endpoint whose name resolves to loopback is never contacted.
+func TestDeliveryToPrivateNameIsRefused(t *testing.T) {
+	r := newReceiver(t, clock.Real{})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimSuffix(r.URL, "/hook"), "http://"))
+	cfg := testConfig(t, endpointYAML("crm", "http://internal.example:"+port+"/hook"), "")
+	cfg.Delivery.AllowPrivateNetworks = false
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := New(Options{Store: st, Logger: quietLog(), Resolver: fakeResolver{"internal.example": {netip.MustParseAddr("127.0.0.1")}}})
+	if err := e.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	defer e.Stop(context.Background())
+	ev, _ := events.Sample("call.completed", events.Workspace{ID: 1}, time.Now())
+	p, _ := e.Publish(context.Background(), ev)
+	eventually(t, "refused attempt", func() bool {
+		d, _, _ := st.Delivery(context.Background(), p.DeliveryIDs[0])
+		return d.Attempts == 1
+	})
+	_, as, _ := st.Delivery(context.Background(), p.DeliveryIDs[0])
+	if r.count() != 0 || !strings.Contains(as[0].Error, "loopback") {
+		t.Fatalf("receiver got %d requests; attempt %+v", r.count(), as[0])
+	}
+}

@@ -1,0 +1,227 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/store"
+)
+
+// lane schedules one endpoint's deliveries: it reads the endpoint's due queue keys in batches
+// into a ready buffer and runs up to max HTTP attempts at once. Lanes are independent, so a
+// receiver that hangs holds only its own slots and never delays another endpoint.
+//
+// A delivery is "claimed" from the moment it is read until its outcome is committed; claimed
+// deliveries are never read again, so none is sent twice by one process.
+type lane struct {
+	e    *Engine
+	id   string
+	max  int
+	wake chan struct{}
+	quit chan struct{}
+	// freed and done are how attempts report back: an HTTP slot is free; an outcome is
+	// committed (ok false: the delivery is still queued where it was). reads brings a read's
+	// result back from the goroutine that ran it.
+	freed chan struct{}
+	done  chan doneMsg
+	reads chan readResult
+
+	// The rest is owned by the run goroutine. While a read runs, claimed is frozen: claims are
+	// added only when a read's result is merged, and claims released meanwhile are deferred
+	// until the read is back. So a read never sees a committed delivery as still due.
+	claimed  map[string]struct{}
+	deferred []doneMsg
+	reading  bool
+	ready    []store.Delivery
+	running  int
+	next     time.Time // due time of the first delivery not yet read (zero: none known)
+	backoff  time.Time // after a read error, no read before this
+	// cursor is the due time read up to. Queue keys are written due now or later, so nothing
+	// new lands behind it; a full scan from the start runs every fullScanEvery (and after a
+	// clock step back or a failed commit) to be sure.
+	cursor   time.Time
+	lastFull time.Time
+	dirty    bool // poked since the last read started: something new may be due
+}
+
+type doneMsg struct {
+	id string
+	ok bool
+}
+
+type readResult struct {
+	ds   []store.Delivery
+	next time.Time
+	err  error
+	now  time.Time
+}
+
+const (
+	readBatch     = 256
+	fullScanEvery = 30 * time.Second
+	// storeErrorBackoff keeps a broken disk from spinning the CPU.
+	storeErrorBackoff = time.Second
+)
+
+func newLane(e *Engine, id string, max int) *lane {
+	return &lane{
+		e: e, id: id, max: max, wake: make(chan struct{}, 1), quit: make(chan struct{}),
+		freed: make(chan struct{}, max), done: make(chan doneMsg, max+8*readBatch), // more than claims can number
+		reads: make(chan readResult, 1), claimed: map[string]struct{}{}, dirty: true,
+	}
+}
+
+func (l *lane) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *lane) isClaimed(id string) bool {
+	_, ok := l.claimed[id]
+	return ok
+}
+
+func (l *lane) release(m doneMsg) {
+	if l.reading {
+		l.deferred = append(l.deferred, m)
+		return
+	}
+	delete(l.claimed, m.id)
+	if !m.ok {
+		l.cursor = time.Time{} // read it again from the start
+		l.dirty = true
+	}
+}
+
+// collect takes in what attempts and reads reported, without blocking.
+func (l *lane) collect() {
+	for {
+		select {
+		case <-l.freed:
+			l.running--
+		case m := <-l.done:
+			l.release(m)
+		case r := <-l.reads:
+			l.merge(r)
+		default:
+			return
+		}
+	}
+}
+
+func (l *lane) merge(r readResult) {
+	l.reading = false
+	for _, m := range l.deferred {
+		l.release(m)
+	}
+	l.deferred = l.deferred[:0]
+	if r.err != nil {
+		l.e.log.Error("read delivery queue", "endpoint", l.id, "err", r.err)
+		l.backoff = r.now.Add(storeErrorBackoff)
+		return
+	}
+	for _, d := range r.ds {
+		l.claimed[d.ID] = struct{}{}
+		if d.NextAt.After(l.cursor) {
+			l.cursor = d.NextAt
+		}
+	}
+	l.ready = append(l.ready, r.ds...)
+	l.next = r.next
+	if len(r.ds) == readBatch {
+		l.dirty = true // there may be more due already
+	}
+}
+
+// startRead reads the next batch in another goroutine, so sending goes on meanwhile.
+func (l *lane) startRead(now time.Time) {
+	from := l.cursor
+	if now.Before(from) || now.Sub(l.lastFull) >= fullScanEvery {
+		from, l.lastFull = time.Time{}, now
+	}
+	l.reading, l.dirty = true, false
+	go func() {
+		ds, next, err := l.e.store.Due(context.Background(), l.id, from, now, readBatch, l.isClaimed)
+		l.reads <- readResult{ds, next, err, now}
+	}()
+}
+
+func (l *lane) run() {
+	defer l.e.wg.Done()
+	for {
+		l.collect()
+		now := l.e.clock.Now()
+		due := l.dirty || (!l.next.IsZero() && !l.next.After(now))
+		if !l.reading && due && len(l.ready) < readBatch/2 && len(l.claimed) < l.max+6*readBatch && !now.Before(l.backoff) {
+			l.startRead(now)
+		}
+		for l.running < l.max && len(l.ready) > 0 {
+			d := l.ready[0]
+			l.ready[0] = store.Delivery{}
+			l.ready = l.ready[1:]
+			l.running++
+			l.e.wg.Add(1)
+			go l.attempt(d)
+		}
+		// Sleep until poked, a read returns, or the next due time (or the end of a backoff).
+		wait := time.Duration(-1)
+		if !l.reading {
+			switch {
+			case now.Before(l.backoff):
+				wait = l.backoff.Sub(now)
+			case l.next.After(now):
+				wait = l.next.Sub(now)
+				// a due time already past means a read is waiting for room: a slot's
+				// release will poke
+			}
+		}
+		var timer clock.Timer
+		var timerC <-chan time.Time
+		if wait >= 0 {
+			timer = l.e.clock.NewTimer(wait)
+			timerC = timer.C()
+		}
+		stop := false
+		select {
+		case <-l.wake:
+			l.dirty = true
+		case r := <-l.reads:
+			l.merge(r)
+		case <-timerC:
+		case <-l.quit:
+			stop = true
+		case <-l.e.stop:
+			stop = true
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if stop {
+			if l.reading {
+				<-l.reads // let the read finish before the store may close
+			}
+			return
+		}
+	}
+}
+
+// attempt runs one attempt; the HTTP slot is released as soon as the exchange is over, and the
+// claim when the outcome is committed.
+func (l *lane) attempt(d store.Delivery) {
+	defer l.e.wg.Done()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			l.freed <- struct{}{}
+			l.poke()
+		}
+	}
+	ok := l.e.attempt(d, release)
+	release()
+	l.done <- doneMsg{d.ID, ok}
+	l.poke()
+}

@@ -1,0 +1,751 @@
+// Package badger is the embedded store: Badger v4 with synced group commit, time-ordered queue
+// keys and TTL retention. It is the only package that imports Badger.
+package badger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	bdb "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/ringgate/ringgate/gateway/store"
+)
+
+// Options tune the store; the zero value is usable.
+type Options struct {
+	// Retention is how long finished deliveries, attempts and events are kept (default 720h).
+	Retention time.Duration
+	// NoSync skips the fsync after each group commit. Only benchmarks use it, to show what the
+	// fsync costs.
+	NoSync bool
+	// MaxBatch caps the operations merged into one commit (default 512).
+	MaxBatch int
+	Logger   *slog.Logger
+}
+
+// Store is the Badger implementation of store.Store.
+type Store struct {
+	db   *bdb.DB
+	opt  Options
+	ops  chan *op
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+
+	// Commits and Ops count group commits and the operations they carried (for benchmarks).
+	mu            sync.Mutex
+	commits, nops int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+type op struct {
+	fn   func(txn *bdb.Txn) error
+	done chan error
+}
+
+var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opt Options) (*Store, error) {
+	if opt.Retention <= 0 {
+		opt.Retention = 720 * time.Hour
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 512
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	bo := bdb.DefaultOptions(dir).
+		WithLogger(badgerLogger{opt.Logger}).
+		WithSyncWrites(false). // the committer syncs once per batch instead
+		WithDetectConflicts(false).
+		// Sized so the gateway idles small: Badger's defaults take hundreds of MB.
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithBaseTableSize(2 << 20).
+		// No block compression: less CPU per read and write, and without compression (or
+		// encryption) Badger reads blocks straight from mmap and needs no block cache.
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(2 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(10).
+		WithNumCompactors(2).
+		WithValueThreshold(64 << 10)
+	db, err := bdb.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store at %s: %w", dir, err)
+	}
+	s := &Store{db: db, opt: opt, ops: make(chan *op, 4096), quit: make(chan struct{})}
+	s.wg.Add(2)
+	go s.committer()
+	go s.gc()
+	return s, nil
+}
+
+// Close stops the committer after the operations already queued, then closes Badger. It is
+// idempotent.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.quit)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Stats reports group commits so far and the operations they carried.
+func (s *Store) Stats() (commits, ops int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commits, s.nops
+}
+
+var errClosed = errors.New("store is closed")
+
+// update runs fn in a write transaction shared with other concurrent callers; it returns once
+// the commit is synced to disk.
+func (s *Store) update(ctx context.Context, fn func(txn *bdb.Txn) error) error {
+	o := opPool.Get().(*op)
+	o.fn = fn
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err := <-o.done // always answered, even at Close
+	o.fn = nil
+	opPool.Put(o)
+	return err
+}
+
+func (s *Store) committer() {
+	defer s.wg.Done()
+	batch := make([]*op, 0, s.opt.MaxBatch)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = append(batch[:0], o)
+		case <-s.quit:
+			// Finish what was queued before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < s.opt.MaxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction and one sync. When any operation fails (its own error,
+// or the batch is too big), the batch is re-run one operation per transaction so that each
+// caller gets its own result and no failed operation leaves partial writes.
+func (s *Store) commit(batch []*op) {
+	txn := s.db.NewTransaction(true)
+	var err error
+	for _, o := range batch {
+		if err = o.fn(txn); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = txn.Commit()
+	} else {
+		txn.Discard()
+	}
+	if err != nil && len(batch) > 1 {
+		for _, o := range batch {
+			s.commit([]*op{o})
+		}
+		return
+	}
+	if err == nil && !s.opt.NoSync {
+		if serr := s.db.Sync(); serr != nil {
+			err = fmt.Errorf("sync: %w", serr)
+		}
+	}
+	s.mu.Lock()
+	s.commits++
+	s.nops += int64(len(batch))
+	s.mu.Unlock()
+	for _, o := range batch {
+		o.done <- err
+	}
+}
+
+// gc reclaims value-log space on a ticker; TTL-expired keys go at compaction.
+func (s *Store) gc() {
+	defer s.wg.Done()
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Keys. Every key starts with a short type prefix; ids never contain 0x00.
+//
+//	ev/<event id>                  event (meta + payload), TTL
+//	d/<delivery id>                delivery record
+//	p/<delivery id>                delivery payload
+//	a/<delivery id>/<n uint32>     attempt, TTL
+//	de/<endpoint>\0<delivery id>   deliveries of an endpoint
+//	q/<endpoint>\0<due int64><id>  queue: due time, big-endian nanoseconds
+//	h/<endpoint>\0<delivery id>    held deliveries
+//	ep/<endpoint>                  endpoint state
+func keyEvent(id string) []byte    { return append([]byte("ev/"), id...) }
+func keyDelivery(id string) []byte { return append([]byte("d/"), id...) }
+func keyPayload(id string) []byte  { return append([]byte("p/"), id...) }
+func keyEndpoint(id string) []byte { return append([]byte("ep/"), id...) }
+
+func keyAttempt(id string, n int) []byte {
+	k := append([]byte("a/"), id...)
+	k = append(k, '/')
+	return binary.BigEndian.AppendUint32(k, uint32(n))
+}
+
+func prefixAttempts(id string) []byte { return append(append([]byte("a/"), id...), '/') }
+
+func epPrefix(kind, endpoint string) []byte {
+	k := append([]byte(kind), endpoint...)
+	return append(k, 0)
+}
+
+func keyByEndpoint(endpoint, id string) []byte { return append(epPrefix("de/", endpoint), id...) }
+func keyHeld(endpoint, id string) []byte       { return append(epPrefix("h/", endpoint), id...) }
+
+func keyQueue(endpoint string, due time.Time, id string) []byte {
+	k := epPrefix("q/", endpoint)
+	k = binary.BigEndian.AppendUint64(k, uint64(due.UnixNano()))
+	return append(k, id...)
+}
+
+// queueValue is what a queue key holds: the delivery's record and payload, so reading the due
+// queue is one sequential scan with no point lookups.
+func queueValue(d *store.Delivery, payload []byte) ([]byte, error) {
+	rec, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	v := binary.AppendUvarint(make([]byte, 0, len(rec)+len(payload)+4), uint64(len(rec)))
+	return append(append(v, rec...), payload...), nil
+}
+
+func parseQueueValue(v []byte) (store.Delivery, error) {
+	var d store.Delivery
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return d, errors.New("corrupt queue entry")
+	}
+	if err := json.Unmarshal(v[k:k+int(n)], &d); err != nil {
+		return d, err
+	}
+	d.Payload = append([]byte(nil), v[k+int(n):]...)
+	return d, nil
+}
+
+// enqueue writes d's queue key (due d.NextAt) with its record and payload.
+func (s *Store) enqueue(txn *bdb.Txn, d *store.Delivery, payload []byte) error {
+	if payload == nil {
+		var err error
+		if payload, err = getBytes(txn, keyPayload(d.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	v, err := queueValue(d, payload)
+	if err != nil {
+		return err
+	}
+	return txn.Set(keyQueue(d.EndpointID, d.NextAt, d.ID), v)
+}
+
+// queued reports whether a delivery in status st has a queue key.
+func queued(st store.Status) bool { return st == store.Pending || st == store.Retrying }
+
+func (s *Store) ttl() time.Duration { return s.opt.Retention }
+
+func (s *Store) setJSON(txn *bdb.Txn, key []byte, v any, ttl time.Duration) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.set(txn, key, b, ttl)
+}
+
+func (s *Store) set(txn *bdb.Txn, key, val []byte, ttl time.Duration) error {
+	e := bdb.NewEntry(key, val)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
+}
+
+func getJSON(txn *bdb.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, bdb.ErrKeyNotFound) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func getBytes(txn *bdb.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, bdb.ErrKeyNotFound) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// bodyGrace is added to the retention of payloads and index entries, which get their TTL when
+// written, so they outlive the record of a delivery that takes a while to finish.
+const bodyGrace = 24 * time.Hour
+
+// putRecord writes a delivery's record, with the retention TTL once it is final.
+func (s *Store) putRecord(txn *bdb.Txn, d *store.Delivery) error {
+	var ttl time.Duration
+	if d.Status.Final() {
+		ttl = s.ttl()
+	}
+	return s.setJSON(txn, keyDelivery(d.ID), d, ttl)
+}
+
+// putBody writes a delivery's payload (read back when nil) and its endpoint index entry: with a
+// TTL of retention plus grace, or none while the delivery is held, however long that lasts.
+func (s *Store) putBody(txn *bdb.Txn, d *store.Delivery, payload []byte) error {
+	ttl := s.ttl() + bodyGrace
+	if d.Status == store.Held {
+		ttl = 0
+	}
+	if payload == nil {
+		var err error
+		if payload, err = getBytes(txn, keyPayload(d.ID)); errors.Is(err, store.ErrNotFound) {
+			payload = []byte{}
+		} else if err != nil {
+			return err
+		}
+	}
+	if err := s.set(txn, keyPayload(d.ID), payload, ttl); err != nil {
+		return err
+	}
+	return s.set(txn, keyByEndpoint(d.EndpointID, d.ID), nil, ttl)
+}
+
+func (s *Store) Publish(ctx context.Context, ev store.EventRecord, ds []store.Delivery) error {
+	meta, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	val := binary.AppendUvarint(make([]byte, 0, len(meta)+len(ev.Payload)+4), uint64(len(meta)))
+	val = append(append(val, meta...), ev.Payload...)
+	return s.update(ctx, func(txn *bdb.Txn) error {
+		if err := s.set(txn, keyEvent(ev.ID), val, s.ttl()); err != nil {
+			return err
+		}
+		for i := range ds {
+			d := ds[i] // the caller's slice stays as it was if the batch is re-run
+			var st store.EndpointState
+			err := getJSON(txn, keyEndpoint(d.EndpointID), &st)
+			disabled := err == nil && !st.Enabled
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if disabled {
+				d.Status = store.Held
+				if err := txn.Set(keyHeld(d.EndpointID, d.ID), nil); err != nil {
+					return err
+				}
+			} else {
+				d.Status = store.Pending
+			}
+			payload := d.Payload
+			d.Payload = nil
+			if err := s.putRecord(txn, &d); err != nil {
+				return err
+			}
+			if err := s.putBody(txn, &d, payload); err != nil {
+				return err
+			}
+			if d.Status == store.Pending {
+				if err := s.enqueue(txn, &d, payload); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time, limit int, skip func(string) bool) ([]store.Delivery, time.Time, error) {
+	var out []store.Delivery
+	var next time.Time
+	err := s.db.View(func(txn *bdb.Txn) error {
+		prefix := epPrefix("q/", endpointID)
+		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		start := prefix
+		if !from.IsZero() {
+			start = binary.BigEndian.AppendUint64(append([]byte{}, prefix...), uint64(from.UnixNano()))
+		}
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(k) < len(prefix)+8 {
+				continue
+			}
+			due := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):])))
+			if due.After(now) || len(out) >= limit {
+				next = due
+				if len(out) >= limit && !due.After(now) {
+					next = now
+				}
+				return nil
+			}
+			id := string(k[len(prefix)+8:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			var d store.Delivery
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				d, err = parseQueueValue(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("queue entry %s: %w", id, err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointState, error) {
+	var st store.EndpointState
+	changed := false
+	err := s.update(ctx, func(txn *bdb.Txn) error {
+		cur := o.Prev
+		if queued(cur.Status) {
+			if err := txn.Delete(keyQueue(cur.EndpointID, cur.NextAt, cur.ID)); err != nil {
+				return err
+			}
+		}
+		if err := s.setJSON(txn, keyAttempt(cur.ID, o.Attempt.N), o.Attempt, s.ttl()); err != nil {
+			return err
+		}
+		d := o.Delivery
+		payload := d.Payload
+		if payload == nil {
+			payload = o.Prev.Payload
+		}
+		d.Payload = nil
+		d.UpdatedAt = o.Now
+		if queued(d.Status) {
+			if err := s.enqueue(txn, &d, payload); err != nil {
+				return err
+			}
+		} else {
+			d.NextAt = time.Time{}
+		}
+		if err := s.putRecord(txn, &d); err != nil {
+			return err
+		}
+		var err error
+		changed, err = s.breaker(txn, d.EndpointID, o, &st)
+		return err
+	})
+	if err != nil || !changed {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// breaker applies an outcome to the endpoint's failure count; it reports whether it wrote.
+func (s *Store) breaker(txn *bdb.Txn, endpointID string, o store.Outcome, st *store.EndpointState) (bool, error) {
+	if o.Breaker == store.BreakerNone {
+		return false, nil
+	}
+	err := getJSON(txn, keyEndpoint(endpointID), st)
+	if errors.Is(err, store.ErrNotFound) {
+		*st = store.EndpointState{ID: endpointID, Enabled: true}
+	} else if err != nil {
+		return false, err
+	}
+	switch o.Breaker {
+	case store.BreakerSuccess:
+		if st.ConsecutiveFailures == 0 {
+			return false, nil
+		}
+		st.ConsecutiveFailures = 0
+	case store.BreakerFailure:
+		st.ConsecutiveFailures++
+		if st.Enabled && o.Threshold > 0 && st.ConsecutiveFailures >= o.Threshold {
+			st.Enabled = false
+			st.DisabledAt = o.Now
+		}
+	}
+	return true, s.setJSON(txn, keyEndpoint(endpointID), st, 0)
+}
+
+func (s *Store) Hold(ctx context.Context, id string, now time.Time) error {
+	return s.update(ctx, func(txn *bdb.Txn) error {
+		var d store.Delivery
+		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+			return err
+		}
+		if !queued(d.Status) {
+			return store.ErrConflict
+		}
+		if err := txn.Delete(keyQueue(d.EndpointID, d.NextAt, d.ID)); err != nil {
+			return err
+		}
+		d.Status, d.NextAt, d.UpdatedAt = store.Held, time.Time{}, now
+		if err := txn.Set(keyHeld(d.EndpointID, d.ID), nil); err != nil {
+			return err
+		}
+		if err := s.putRecord(txn, &d); err != nil {
+			return err
+		}
+		return s.putBody(txn, &d, nil) // no TTL while held
+	})
+}
+
+func (s *Store) Retry(ctx context.Context, id string, now time.Time) (store.Delivery, error) {
+	var d store.Delivery
+	err := s.update(ctx, func(txn *bdb.Txn) error {
+		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+			return err
+		}
+		if d.Status != store.Failed {
+			return fmt.Errorf("%w: delivery is %s; only failed deliveries can be retried", store.ErrConflict, d.Status)
+		}
+		d.Status, d.Manual, d.NextAt, d.UpdatedAt = store.Pending, true, now, now
+		if err := s.putRecord(txn, &d); err != nil {
+			return err
+		}
+		if err := s.putBody(txn, &d, nil); err != nil { // a fresh retention from now
+			return err
+		}
+		return s.enqueue(txn, &d, nil)
+	})
+	return d, err
+}
+
+// releaseChunk bounds the deliveries released per transaction by Enable.
+const releaseChunk = 256
+
+func (s *Store) Enable(ctx context.Context, endpointID string, now time.Time) (int, error) {
+	_, err := s.UpdateEndpoint(ctx, endpointID, func(st *store.EndpointState) error {
+		st.Enabled, st.ConsecutiveFailures, st.DisabledAt = true, 0, time.Time{}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		n := 0
+		err := s.update(ctx, func(txn *bdb.Txn) error {
+			n = 0
+			prefix := epPrefix("h/", endpointID)
+			it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix})
+			var ids []string
+			for it.Seek(prefix); it.ValidForPrefix(prefix) && len(ids) < releaseChunk; it.Next() {
+				ids = append(ids, string(it.Item().Key()[len(prefix):]))
+			}
+			it.Close()
+			for _, id := range ids {
+				if err := txn.Delete(keyHeld(endpointID, id)); err != nil {
+					return err
+				}
+				var d store.Delivery
+				if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						continue
+					}
+					return err
+				}
+				if d.Status != store.Held {
+					continue
+				}
+				d.Status, d.NextAt, d.UpdatedAt = store.Pending, now, now
+				if err := s.putRecord(txn, &d); err != nil {
+					return err
+				}
+				if err := s.putBody(txn, &d, nil); err != nil {
+					return err
+				}
+				if err := s.enqueue(txn, &d, nil); err != nil {
+					return err
+				}
+				n++
+			}
+			if len(ids) == 0 {
+				n = -1
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		if n < 0 {
+			return total, nil
+		}
+		total += n
+	}
+}
+
+func (s *Store) Endpoint(ctx context.Context, id string) (store.EndpointState, error) {
+	var st store.EndpointState
+	err := s.db.View(func(txn *bdb.Txn) error { return getJSON(txn, keyEndpoint(id), &st) })
+	return st, err
+}
+
+func (s *Store) UpdateEndpoint(ctx context.Context, id string, fn func(*store.EndpointState) error) (store.EndpointState, error) {
+	var st store.EndpointState
+	err := s.update(ctx, func(txn *bdb.Txn) error {
+		st = store.EndpointState{}
+		err := getJSON(txn, keyEndpoint(id), &st)
+		if errors.Is(err, store.ErrNotFound) {
+			st = store.EndpointState{ID: id, Enabled: true}
+		} else if err != nil {
+			return err
+		}
+		if err := fn(&st); err != nil {
+			return err
+		}
+		return s.setJSON(txn, keyEndpoint(id), &st, 0)
+	})
+	return st, err
+}
+
+func (s *Store) Delivery(ctx context.Context, id string) (store.Delivery, []store.Attempt, error) {
+	var d store.Delivery
+	var as []store.Attempt
+	err := s.db.View(func(txn *bdb.Txn) error {
+		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+			return err
+		}
+		p, err := getBytes(txn, keyPayload(id))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		d.Payload = p
+		prefix := prefixAttempts(id)
+		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var a store.Attempt
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &a) }); err != nil {
+				return err
+			}
+			as = append(as, a)
+		}
+		return nil
+	})
+	return d, as, err
+}
+
+func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error) {
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 50
+	}
+	var out []store.Delivery
+	err := s.db.View(func(txn *bdb.Txn) error {
+		prefix := []byte("d/")
+		if f.EndpointID != "" {
+			prefix = epPrefix("de/", f.EndpointID)
+		}
+		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		start := append(append([]byte{}, prefix...), 0xFF)
+		if f.Cursor != "" {
+			start = append(append([]byte{}, prefix...), f.Cursor...)
+		}
+		for it.Seek(start); it.ValidForPrefix(prefix) && len(out) < f.Limit; it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			if id == f.Cursor {
+				continue
+			}
+			var d store.Delivery
+			if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			if (f.Status != "" && d.Status != f.Status) || (f.Event != "" && d.Event != f.Event) {
+				continue
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) Counts(ctx context.Context) (map[store.Status]int, error) {
+	out := map[store.Status]int{store.Pending: 0, store.Held: 0}
+	err := s.db.View(func(txn *bdb.Txn) error {
+		for _, p := range []struct {
+			prefix string
+			st     store.Status
+		}{{"q/", store.Pending}, {"h/", store.Held}} {
+			it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte(p.prefix)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				out[p.st]++
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// badgerLogger sends Badger's chatter to slog: its errors and warnings as they are, its info
+// lines at debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug("badger: " + trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Debugf(f string, a ...any)   {}
+
+func trim(s string) string { return string(bytes.TrimSpace([]byte(s))) }
