@@ -170,7 +170,10 @@ func newSlowSink(t *testing.T, delay time.Duration) *slowSink {
 	s := &slowSink{URL: "http://" + ln.Addr().String() + "/hook", seen: map[string]int{}, delay: delay}
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		time.Sleep(s.delay)
+		s.mu.Lock()
+		delay := s.delay
+		s.mu.Unlock()
+		time.Sleep(delay)
 		s.mu.Lock()
 		s.seen[r.Header.Get("webhook-id")]++
 		s.mu.Unlock()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ringgate/ringgate/gateway/config"
@@ -19,6 +21,8 @@ import (
 const ResponseCap = 4 << 10
 
 var errTruncated = errors.New("response body truncated")
+
+var respBufs = sync.Pool{New: func() any { b := make([]byte, ResponseCap+1); return &b }}
 
 func newClient(cfg *config.Config, opt Options) *fasthttp.Client {
 	d := &Dialer{Resolver: opt.Resolver, AllowPrivate: cfg.Delivery.AllowPrivateNetworks}
@@ -153,7 +157,9 @@ func readCapped(resp *fasthttp.Response) (string, error) {
 		b := resp.Body()
 		return string(b[:min(len(b), ResponseCap)]), nil
 	}
-	buf := make([]byte, ResponseCap+1)
+	bp := respBufs.Get().(*[]byte)
+	defer respBufs.Put(bp)
+	buf := *bp
 	n, err := io.ReadFull(stream, buf)
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		err = nil
@@ -265,12 +271,14 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, now time.Time, r 
 	if obs := e.opt.Observer; obs != nil {
 		obs.Attempted(d.EndpointID, o.Delivery.Status, r.code, r.dur)
 	}
-	lvl := e.log.Debug
+	lvl := slog.LevelDebug
 	if o.Delivery.Status != store.Success && o.Delivery.Status != store.Filtered {
-		lvl = e.log.Warn
+		lvl = slog.LevelWarn
 	}
-	lvl("delivery attempt", "delivery", d.ID, "endpoint", d.EndpointID, "event", d.Event, "attempt", o.Attempt.N,
-		"status", o.Delivery.Status, "code", r.code, "duration", r.dur, "error", o.Attempt.Error)
+	if e.log.Enabled(ctx, lvl) {
+		e.log.Log(ctx, lvl, "delivery attempt", "delivery", d.ID, "endpoint", d.EndpointID, "event", d.Event, "attempt", o.Attempt.N,
+			"status", o.Delivery.Status, "code", r.code, "duration", r.dur, "error", o.Attempt.Error)
+	}
 	if ep == nil || st == nil {
 		return true
 	}

@@ -361,10 +361,11 @@ func TestBreakerDisablesHoldsAndReleases(t *testing.T) {
 			t.Fatalf("after %d failed deliveries: %+v", i, st)
 		}
 	}
-	v, _ := h.e.Endpoint("crm")
-	if v.State.Enabled || v.State.DisabledAt.IsZero() {
-		t.Fatalf("endpoint not disabled: %+v", v.State)
-	}
+	// The engine's view follows the store once the outcome's commit is synced.
+	eventually(t, "the engine to see the endpoint disabled", func() bool {
+		v, _ := h.e.Endpoint("crm")
+		return !v.State.Enabled && !v.State.DisabledAt.IsZero()
+	})
 	before := r.count()
 	held := h.publish(events.CallCompleted).DeliveryIDs[0]
 	time.Sleep(50 * time.Millisecond)

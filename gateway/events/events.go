@@ -56,38 +56,32 @@ type Workspace struct {
 }
 
 // Time renders as 2026-01-15T14:30:00+00:00 (UTC, whole seconds), the documented format.
-type Time struct{ time.Time }
+type Time struct{ When time.Time }
 
 const timeLayout = "2006-01-02T15:04:05-07:00"
 
 // At wraps t.
-func At(t time.Time) Time { return Time{t} }
+func At(t time.Time) Time { return Time{When: t} }
 
 // AtPtr wraps t, or returns nil (rendered null) for the zero time.
 func AtPtr(t time.Time) *Time {
 	if t.IsZero() {
 		return nil
 	}
-	return &Time{t}
+	return &Time{When: t}
 }
 
-func (t Time) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 27)
-	b = append(b, '"')
-	b = t.UTC().Truncate(time.Second).AppendFormat(b, timeLayout)
-	return append(b, '"'), nil
+// MarshalText (rather than MarshalJSON, whose output encoding/json re-scans) keeps encoding fast.
+func (t Time) MarshalText() ([]byte, error) {
+	return t.When.UTC().Truncate(time.Second).AppendFormat(make([]byte, 0, 25), timeLayout), nil
 }
 
-func (t *Time) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
+func (t *Time) UnmarshalText(b []byte) error {
+	p, err := time.Parse(time.RFC3339, string(b))
 	if err != nil {
 		return err
 	}
-	p, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return err
-	}
-	t.Time = p
+	t.When = p
 	return nil
 }
 

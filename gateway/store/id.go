@@ -1,8 +1,8 @@
 package store
 
 import (
-	"crypto/rand"
 	"encoding/binary"
+	"math/rand/v2"
 	"time"
 )
 
@@ -10,11 +10,12 @@ import (
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // NewID returns prefix followed by 26 characters that sort by t (millisecond precision), then
-// by 80 random bits: unique, and newest-last in byte order.
+// by 80 random bits: unique, and newest-last in byte order. The bits come from math/rand/v2's
+// ChaCha8 generator, seeded from the OS: ids must not collide, not stay secret.
 func NewID(prefix string, t time.Time) string {
 	var raw [16]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(t.UnixMilli())<<16)
-	rand.Read(raw[6:])
+	binary.BigEndian.PutUint64(raw[8:], rand.Uint64())
+	binary.BigEndian.PutUint64(raw[:8], uint64(t.UnixMilli())<<16|rand.Uint64()&0xFFFF)
 	// 128 bits as 26 base32 digits: the first digit carries the top 3 bits.
 	hi := binary.BigEndian.Uint64(raw[:8])
 	lo := binary.BigEndian.Uint64(raw[8:])

@@ -25,6 +25,9 @@ type Options struct {
 	// NoSync skips the fsync after each group commit. Only benchmarks use it, to show what the
 	// fsync costs.
 	NoSync bool
+	// SyncInterval is the least time between two fsyncs (default 1ms; negative: none); under
+	// load, operations that arrive meanwhile share the next one.
+	SyncInterval time.Duration
 	// MaxBatch caps the operations merged into one commit (default 512).
 	MaxBatch int
 	Logger   *slog.Logger
@@ -36,10 +39,20 @@ type Store struct {
 	opt  Options
 	ops  chan *op
 	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// synced carries committed batches to the syncer, which answers them after an fsync that
+	// began after their commit: while it syncs, the committer goes on committing.
+	synced chan []*op
+	wg     sync.WaitGroup
+	once   sync.Once
 
-	// Commits and Ops count group commits and the operations they carried (for benchmarks).
+	// enabled caches each endpoint's Enabled flag: Publish consults it for every delivery,
+	// and the store is its only writer. Writes in a batch are staged in staged (committer
+	// goroutine only) and reach enabled once the batch commits.
+	enabledMu sync.RWMutex
+	enabled   map[string]bool
+	staged    map[string]bool
+
+	// commits and nops count fsyncs and the operations they made durable (for benchmarks).
 	mu            sync.Mutex
 	commits, nops int64
 }
@@ -49,7 +62,13 @@ var _ store.Store = (*Store)(nil)
 type op struct {
 	fn   func(txn *bdb.Txn) error
 	done chan error
+	// urgent marks an operation somebody waits on to answer a caller (Publish): its sync waits
+	// at most SyncInterval. Others (attempt outcomes) may wait up to lazySync for company.
+	urgent bool
 }
+
+// lazySync bounds how long a batch of only non-urgent operations waits for its fsync.
+const lazySync = 5 * time.Millisecond
 
 var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
 
@@ -57,6 +76,9 @@ var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }
 func Open(dir string, opt Options) (*Store, error) {
 	if opt.Retention <= 0 {
 		opt.Retention = 720 * time.Hour
+	}
+	if opt.SyncInterval == 0 {
+		opt.SyncInterval = time.Millisecond
 	}
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 512
@@ -69,8 +91,8 @@ func Open(dir string, opt Options) (*Store, error) {
 		WithSyncWrites(false). // the committer syncs once per batch instead
 		WithDetectConflicts(false).
 		// Sized so the gateway idles small: Badger's defaults take hundreds of MB.
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(5).
 		WithBaseTableSize(2 << 20).
 		// No block compression: less CPU per read and write, and without compression (or
 		// encryption) Badger reads blocks straight from mmap and needs no block cache.
@@ -86,9 +108,15 @@ func Open(dir string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store at %s: %w", dir, err)
 	}
-	s := &Store{db: db, opt: opt, ops: make(chan *op, 4096), quit: make(chan struct{})}
-	s.wg.Add(2)
+	s := &Store{db: db, opt: opt, ops: make(chan *op, 4096), quit: make(chan struct{}), synced: make(chan []*op, 1024),
+		enabled: map[string]bool{}, staged: map[string]bool{}}
+	if err := s.loadEnabled(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(3)
 	go s.committer()
+	go s.syncer()
 	go s.gc()
 	return s, nil
 }
@@ -105,7 +133,7 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Stats reports group commits so far and the operations they carried.
+// Stats reports fsyncs so far and the operations they made durable.
 func (s *Store) Stats() (commits, ops int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,8 +145,18 @@ var errClosed = errors.New("store is closed")
 // update runs fn in a write transaction shared with other concurrent callers; it returns once
 // the commit is synced to disk.
 func (s *Store) update(ctx context.Context, fn func(txn *bdb.Txn) error) error {
+	return s.updateOp(ctx, fn, true)
+}
+
+// updateLazy is update for operations whose callers can wait a few milliseconds more for the
+// fsync (attempt outcomes): they share syncs with more of their kind.
+func (s *Store) updateLazy(ctx context.Context, fn func(txn *bdb.Txn) error) error {
+	return s.updateOp(ctx, fn, false)
+}
+
+func (s *Store) updateOp(ctx context.Context, fn func(txn *bdb.Txn) error, urgent bool) error {
 	o := opPool.Get().(*op)
-	o.fn = fn
+	o.fn, o.urgent = fn, urgent
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -146,6 +184,7 @@ func (s *Store) committer() {
 				case o := <-s.ops:
 					s.commit([]*op{o})
 				default:
+					close(s.synced)
 					return
 				}
 			}
@@ -163,9 +202,44 @@ func (s *Store) committer() {
 	}
 }
 
-// commit runs a batch in one transaction and one sync. When any operation fails (its own error,
-// or the batch is too big), the batch is re-run one operation per transaction so that each
-// caller gets its own result and no failed operation leaves partial writes.
+func (s *Store) loadEnabled() error {
+	return s.db.View(func(txn *bdb.Txn) error {
+		it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte("ep/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var st store.EndpointState
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &st) }); err != nil {
+				return fmt.Errorf("endpoint state %s: %w", it.Item().Key(), err)
+			}
+			s.enabled[st.ID] = st.Enabled
+		}
+		return nil
+	})
+}
+
+// putEndpoint writes an endpoint's state and stages its Enabled flag for the cache.
+func (s *Store) putEndpoint(txn *bdb.Txn, st *store.EndpointState) error {
+	if err := s.setJSON(txn, keyEndpoint(st.ID), st, 0); err != nil {
+		return err
+	}
+	s.staged[st.ID] = st.Enabled
+	return nil
+}
+
+// endpointEnabled reads the flag as the current batch sees it (committer goroutine only).
+func (s *Store) endpointEnabled(id string) bool {
+	if en, ok := s.staged[id]; ok {
+		return en
+	}
+	s.enabledMu.RLock()
+	defer s.enabledMu.RUnlock()
+	en, ok := s.enabled[id]
+	return en || !ok
+}
+
+// commit runs a batch in one transaction and hands it to the syncer. When any operation fails
+// (its own error, or the batch is too big), the batch is re-run one operation per transaction so
+// that each caller gets its own result and no failed operation leaves partial writes.
 func (s *Store) commit(batch []*op) {
 	txn := s.db.NewTransaction(true)
 	var err error
@@ -179,24 +253,89 @@ func (s *Store) commit(batch []*op) {
 	} else {
 		txn.Discard()
 	}
+	if err == nil && len(s.staged) > 0 {
+		s.enabledMu.Lock()
+		for id, en := range s.staged {
+			s.enabled[id] = en
+		}
+		s.enabledMu.Unlock()
+	}
+	clear(s.staged)
 	if err != nil && len(batch) > 1 {
 		for _, o := range batch {
 			s.commit([]*op{o})
 		}
 		return
 	}
-	if err == nil && !s.opt.NoSync {
-		if serr := s.db.Sync(); serr != nil {
-			err = fmt.Errorf("sync: %w", serr)
+	if err != nil {
+		batch[0].done <- err
+		return
+	}
+	s.synced <- append([]*op(nil), batch...)
+}
+
+// syncer fsyncs once for every committed batch waiting, then answers their callers. Under load
+// it spaces syncs at least SyncInterval apart (lazySync while no urgent operation waits), so each
+// one covers more operations; an idle store syncs at once.
+func (s *Store) syncer() {
+	defer s.wg.Done()
+	var waiting []*op
+	var last time.Time
+	closed := false
+	for !closed {
+		b, ok := <-s.synced
+		if !ok {
+			return
+		}
+		waiting = append(waiting[:0], b...)
+		urgent := hasUrgent(b)
+		for !closed {
+			gap := lazySync
+			if urgent {
+				gap = s.opt.SyncInterval
+			}
+			wait := gap - time.Since(last)
+			if wait <= 0 {
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case b, ok := <-s.synced:
+				if !ok {
+					closed = true
+				} else {
+					waiting = append(waiting, b...)
+					urgent = urgent || hasUrgent(b)
+				}
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		var err error
+		last = time.Now()
+		if !s.opt.NoSync {
+			if serr := s.db.Sync(); serr != nil {
+				err = fmt.Errorf("sync: %w", serr)
+			}
+		}
+		s.mu.Lock()
+		s.commits++
+		s.nops += int64(len(waiting))
+		s.mu.Unlock()
+		for _, o := range waiting {
+			o.done <- err
 		}
 	}
-	s.mu.Lock()
-	s.commits++
-	s.nops += int64(len(batch))
-	s.mu.Unlock()
-	for _, o := range batch {
-		o.done <- err
+	// Closed while ops were waiting: they were synced above before the loop ended.
+}
+
+func hasUrgent(b []*op) bool {
+	for _, o := range b {
+		if o.urgent {
+			return true
+		}
 	}
+	return false
 }
 
 // gc reclaims value-log space on a ticker; TTL-expired keys go at compaction.
@@ -218,9 +357,8 @@ func (s *Store) gc() {
 // Keys. Every key starts with a short type prefix; ids never contain 0x00.
 //
 //	ev/<event id>                  event (meta + payload), TTL
-//	d/<delivery id>                delivery record
+//	d/<delivery id>                delivery record and its attempts
 //	p/<delivery id>                delivery payload
-//	a/<delivery id>/<n uint32>     attempt, TTL
 //	de/<endpoint>\0<delivery id>   deliveries of an endpoint
 //	q/<endpoint>\0<due int64><id>  queue: due time, big-endian nanoseconds
 //	h/<endpoint>\0<delivery id>    held deliveries
@@ -229,14 +367,6 @@ func keyEvent(id string) []byte    { return append([]byte("ev/"), id...) }
 func keyDelivery(id string) []byte { return append([]byte("d/"), id...) }
 func keyPayload(id string) []byte  { return append([]byte("p/"), id...) }
 func keyEndpoint(id string) []byte { return append([]byte("ep/"), id...) }
-
-func keyAttempt(id string, n int) []byte {
-	k := append([]byte("a/"), id...)
-	k = append(k, '/')
-	return binary.BigEndian.AppendUint32(k, uint32(n))
-}
-
-func prefixAttempts(id string) []byte { return append(append([]byte("a/"), id...), '/') }
 
 func epPrefix(kind, endpoint string) []byte {
 	k := append([]byte(kind), endpoint...)
@@ -252,43 +382,18 @@ func keyQueue(endpoint string, due time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-// queueValue is what a queue key holds: the delivery's record and payload, so reading the due
-// queue is one sequential scan with no point lookups.
-func queueValue(d *store.Delivery, payload []byte) ([]byte, error) {
-	rec, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	v := binary.AppendUvarint(make([]byte, 0, len(rec)+len(payload)+4), uint64(len(rec)))
-	return append(append(v, rec...), payload...), nil
-}
-
-func parseQueueValue(v []byte) (store.Delivery, error) {
-	var d store.Delivery
-	n, k := binary.Uvarint(v)
-	if k <= 0 || uint64(len(v)-k) < n {
-		return d, errors.New("corrupt queue entry")
-	}
-	if err := json.Unmarshal(v[k:k+int(n)], &d); err != nil {
-		return d, err
-	}
-	d.Payload = append([]byte(nil), v[k+int(n):]...)
-	return d, nil
-}
-
-// enqueue writes d's queue key (due d.NextAt) with its record and payload.
-func (s *Store) enqueue(txn *bdb.Txn, d *store.Delivery, payload []byte) error {
-	if payload == nil {
+// enqueue writes d's queue key (due d.NextAt). It holds the record and the stored (compressed)
+// payload, so reading the queue is one sequential scan with no point lookups. stored nil reads
+// the payload from its own key.
+func (s *Store) enqueue(txn *bdb.Txn, d *store.Delivery, stored []byte) error {
+	if stored == nil {
 		var err error
-		if payload, err = getBytes(txn, keyPayload(d.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if stored, err = getBytes(txn, keyPayload(d.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
-	v, err := queueValue(d, payload)
-	if err != nil {
-		return err
-	}
-	return txn.Set(keyQueue(d.EndpointID, d.NextAt, d.ID), v)
+	v := appendDelivery(make([]byte, 0, 128+len(stored)), d)
+	return txn.Set(keyQueue(d.EndpointID, d.NextAt, d.ID), append(v, stored...))
 }
 
 // queued reports whether a delivery in status st has a queue key.
@@ -338,75 +443,144 @@ func getBytes(txn *bdb.Txn, key []byte) ([]byte, error) {
 // written, so they outlive the record of a delivery that takes a while to finish.
 const bodyGrace = 24 * time.Hour
 
-// putRecord writes a delivery's record, with the retention TTL once it is final.
-func (s *Store) putRecord(txn *bdb.Txn, d *store.Delivery) error {
+// putRecord writes a delivery's record followed by its encoded attempts, with the retention TTL
+// once it is final.
+func (s *Store) putRecord(txn *bdb.Txn, d *store.Delivery, attempts []byte) error {
 	var ttl time.Duration
 	if d.Status.Final() {
 		ttl = s.ttl()
 	}
-	return s.setJSON(txn, keyDelivery(d.ID), d, ttl)
+	v := appendDelivery(make([]byte, 0, 128+len(attempts)), d)
+	return s.set(txn, keyDelivery(d.ID), append(v, attempts...), ttl)
+}
+
+// getPayload reads a delivery's payload; nil when it has expired.
+func getPayload(txn *bdb.Txn, id string) ([]byte, error) {
+	v, err := getBytes(txn, keyPayload(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := unpackPayload(v)
+	if err != nil {
+		return nil, fmt.Errorf("payload of %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// getDelivery reads a delivery's record (without its payload) and its encoded attempts.
+func getDelivery(txn *bdb.Txn, id string) (store.Delivery, []byte, error) {
+	var d store.Delivery
+	var attempts []byte
+	item, err := txn.Get(keyDelivery(id))
+	if errors.Is(err, bdb.ErrKeyNotFound) {
+		return d, nil, store.ErrNotFound
+	}
+	if err != nil {
+		return d, nil, err
+	}
+	err = item.Value(func(b []byte) error {
+		var err error
+		var rest []byte
+		d, rest, err = readDelivery(b)
+		attempts = append([]byte(nil), rest...)
+		return err
+	})
+	return d, attempts, err
 }
 
 // putBody writes a delivery's payload (read back when nil) and its endpoint index entry: with a
 // TTL of retention plus grace, or none while the delivery is held, however long that lasts.
-func (s *Store) putBody(txn *bdb.Txn, d *store.Delivery, payload []byte) error {
+func (s *Store) putBody(txn *bdb.Txn, d *store.Delivery, payload []byte) ([]byte, error) {
 	ttl := s.ttl() + bodyGrace
 	if d.Status == store.Held {
 		ttl = 0
 	}
+	var stored []byte
 	if payload == nil {
 		var err error
-		if payload, err = getBytes(txn, keyPayload(d.ID)); errors.Is(err, store.ErrNotFound) {
-			payload = []byte{}
+		if stored, err = getBytes(txn, keyPayload(d.ID)); errors.Is(err, store.ErrNotFound) {
+			stored = []byte{}
 		} else if err != nil {
-			return err
+			return nil, err
 		}
+	} else {
+		stored = packPayload(payload)
 	}
-	if err := s.set(txn, keyPayload(d.ID), payload, ttl); err != nil {
-		return err
+	if err := s.set(txn, keyPayload(d.ID), stored, ttl); err != nil {
+		return nil, err
 	}
-	return s.set(txn, keyByEndpoint(d.EndpointID, d.ID), nil, ttl)
+	return stored, s.set(txn, keyByEndpoint(d.EndpointID, d.ID), nil, ttl)
+}
+
+// prepared is a pending delivery's entries, encoded by the caller so that the committer (the
+// one serial stage) only sets them.
+type prepared struct {
+	d                  store.Delivery
+	rec, stored, queue []byte
 }
 
 func (s *Store) Publish(ctx context.Context, ev store.EventRecord, ds []store.Delivery) error {
-	meta, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	val := binary.AppendUvarint(make([]byte, 0, len(meta)+len(ev.Payload)+4), uint64(len(meta)))
-	val = append(append(val, meta...), ev.Payload...)
-	return s.update(ctx, func(txn *bdb.Txn) error {
-		if err := s.set(txn, keyEvent(ev.ID), val, s.ttl()); err != nil {
+	var val []byte
+	if len(ds) == 0 {
+		// An event with deliveries is recorded by them (each carries the event's id, type,
+		// workspace and payload); one nobody subscribes to is recorded on its own.
+		meta, err := json.Marshal(ev)
+		if err != nil {
 			return err
 		}
-		for i := range ds {
-			d := ds[i] // the caller's slice stays as it was if the batch is re-run
-			var st store.EndpointState
-			err := getJSON(txn, keyEndpoint(d.EndpointID), &st)
-			disabled := err == nil && !st.Enabled
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+		val = binary.AppendUvarint(make([]byte, 0, len(meta)+len(ev.Payload)+4), uint64(len(meta)))
+		val = append(append(val, meta...), ev.Payload...)
+	}
+	ps := make([]prepared, len(ds))
+	for i := range ds {
+		p := &ps[i]
+		p.d = ds[i]
+		p.d.Status, p.d.Payload = store.Pending, nil
+		p.rec = appendDelivery(make([]byte, 0, 128), &p.d)
+		p.stored = packPayload(ds[i].Payload)
+		p.queue = append(append(make([]byte, 0, len(p.rec)+len(p.stored)), p.rec...), p.stored...)
+	}
+	bodyTTL := s.ttl() + bodyGrace
+	return s.update(ctx, func(txn *bdb.Txn) error {
+		if val != nil {
+			if err := s.set(txn, keyEvent(ev.ID), val, s.ttl()); err != nil {
 				return err
 			}
-			if disabled {
+		}
+		for i := range ps {
+			p := &ps[i]
+			if !s.endpointEnabled(p.d.EndpointID) {
+				// Disabled by the breaker: stored as held, not queued (rare; encoded here).
+				d := p.d
 				d.Status = store.Held
 				if err := txn.Set(keyHeld(d.EndpointID, d.ID), nil); err != nil {
 					return err
 				}
-			} else {
-				d.Status = store.Pending
-			}
-			payload := d.Payload
-			d.Payload = nil
-			if err := s.putRecord(txn, &d); err != nil {
-				return err
-			}
-			if err := s.putBody(txn, &d, payload); err != nil {
-				return err
-			}
-			if d.Status == store.Pending {
-				if err := s.enqueue(txn, &d, payload); err != nil {
+				if err := s.putRecord(txn, &d, nil); err != nil {
 					return err
 				}
+				if err := s.set(txn, keyPayload(d.ID), p.stored, 0); err != nil {
+					return err
+				}
+				if err := s.set(txn, keyByEndpoint(d.EndpointID, d.ID), nil, 0); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := txn.Set(keyDelivery(p.d.ID), p.rec); err != nil {
+				return err
+			}
+			if err := s.set(txn, keyPayload(p.d.ID), p.stored, bodyTTL); err != nil {
+				return err
+			}
+			if err := s.set(txn, keyByEndpoint(p.d.EndpointID, p.d.ID), nil, bodyTTL); err != nil {
+				return err
+			}
+			if err := txn.Set(keyQueue(p.d.EndpointID, p.d.NextAt, p.d.ID), p.queue); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -442,12 +616,19 @@ func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time,
 				continue
 			}
 			var d store.Delivery
+			var rest []byte
 			err := it.Item().Value(func(v []byte) error {
 				var err error
-				d, err = parseQueueValue(v)
+				d, rest, err = readDelivery(v)
+				if err == nil {
+					rest = append([]byte(nil), rest...)
+				}
 				return err
 			})
 			if err != nil {
+				return fmt.Errorf("queue entry %s: %w", id, err)
+			}
+			if d.Payload, err = unpackPayload(rest); err != nil {
 				return fmt.Errorf("queue entry %s: %w", id, err)
 			}
 			out = append(out, d)
@@ -460,32 +641,52 @@ func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time,
 func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointState, error) {
 	var st store.EndpointState
 	changed := false
-	err := s.update(ctx, func(txn *bdb.Txn) error {
-		cur := o.Prev
+	cur := o.Prev
+	d := o.Delivery
+	d.Payload, d.UpdatedAt = nil, o.Now
+	if !queued(d.Status) {
+		d.NextAt = time.Time{}
+	}
+	var ttl time.Duration
+	if d.Status.Final() {
+		ttl = s.ttl()
+	}
+	// Encoded here, outside the committer. A first attempt has no earlier ones to keep, so its
+	// record is complete without a read; later ones append to the stored list.
+	var rec, queueVal []byte
+	if cur.Attempts == 0 {
+		rec = appendAttemptEntry(appendDelivery(make([]byte, 0, 256), &d), &o.Attempt)
+	}
+	if queued(d.Status) && cur.Payload != nil {
+		queueVal = append(appendDelivery(make([]byte, 0, 128), &d), packPayload(cur.Payload)...)
+	}
+	err := s.updateLazy(ctx, func(txn *bdb.Txn) error {
 		if queued(cur.Status) {
 			if err := txn.Delete(keyQueue(cur.EndpointID, cur.NextAt, cur.ID)); err != nil {
 				return err
 			}
 		}
-		if err := s.setJSON(txn, keyAttempt(cur.ID, o.Attempt.N), o.Attempt, s.ttl()); err != nil {
-			return err
-		}
-		d := o.Delivery
-		payload := d.Payload
-		if payload == nil {
-			payload = o.Prev.Payload
-		}
-		d.Payload = nil
-		d.UpdatedAt = o.Now
-		if queued(d.Status) {
-			if err := s.enqueue(txn, &d, payload); err != nil {
+		if rec != nil {
+			if err := s.set(txn, keyDelivery(d.ID), rec, ttl); err != nil {
 				return err
 			}
 		} else {
-			d.NextAt = time.Time{}
+			_, attempts, err := getDelivery(txn, cur.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.putRecord(txn, &d, appendAttemptEntry(attempts, &o.Attempt)); err != nil {
+				return err
+			}
 		}
-		if err := s.putRecord(txn, &d); err != nil {
-			return err
+		if queued(d.Status) {
+			if queueVal != nil {
+				if err := txn.Set(keyQueue(d.EndpointID, d.NextAt, d.ID), queueVal); err != nil {
+					return err
+				}
+			} else if err := s.enqueue(txn, &d, nil); err != nil {
+				return err
+			}
 		}
 		var err error
 		changed, err = s.breaker(txn, d.EndpointID, o, &st)
@@ -521,13 +722,15 @@ func (s *Store) breaker(txn *bdb.Txn, endpointID string, o store.Outcome, st *st
 			st.DisabledAt = o.Now
 		}
 	}
-	return true, s.setJSON(txn, keyEndpoint(endpointID), st, 0)
+	return true, s.putEndpoint(txn, st)
 }
 
 func (s *Store) Hold(ctx context.Context, id string, now time.Time) error {
 	return s.update(ctx, func(txn *bdb.Txn) error {
 		var d store.Delivery
-		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+		var attempts []byte
+		var err error
+		if d, attempts, err = getDelivery(txn, id); err != nil {
 			return err
 		}
 		if !queued(d.Status) {
@@ -540,30 +743,34 @@ func (s *Store) Hold(ctx context.Context, id string, now time.Time) error {
 		if err := txn.Set(keyHeld(d.EndpointID, d.ID), nil); err != nil {
 			return err
 		}
-		if err := s.putRecord(txn, &d); err != nil {
+		if err := s.putRecord(txn, &d, attempts); err != nil {
 			return err
 		}
-		return s.putBody(txn, &d, nil) // no TTL while held
+		_, err = s.putBody(txn, &d, nil) // no TTL while held
+		return err
 	})
 }
 
 func (s *Store) Retry(ctx context.Context, id string, now time.Time) (store.Delivery, error) {
 	var d store.Delivery
 	err := s.update(ctx, func(txn *bdb.Txn) error {
-		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+		var err error
+		var attempts []byte
+		if d, attempts, err = getDelivery(txn, id); err != nil {
 			return err
 		}
 		if d.Status != store.Failed {
 			return fmt.Errorf("%w: delivery is %s; only failed deliveries can be retried", store.ErrConflict, d.Status)
 		}
 		d.Status, d.Manual, d.NextAt, d.UpdatedAt = store.Pending, true, now, now
-		if err := s.putRecord(txn, &d); err != nil {
+		if err := s.putRecord(txn, &d, attempts); err != nil {
 			return err
 		}
-		if err := s.putBody(txn, &d, nil); err != nil { // a fresh retention from now
+		stored, err := s.putBody(txn, &d, nil) // a fresh retention from now
+		if err != nil {
 			return err
 		}
-		return s.enqueue(txn, &d, nil)
+		return s.enqueue(txn, &d, stored)
 	})
 	return d, err
 }
@@ -596,7 +803,9 @@ func (s *Store) Enable(ctx context.Context, endpointID string, now time.Time) (i
 					return err
 				}
 				var d store.Delivery
-				if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+				var attempts []byte
+				var err error
+				if d, attempts, err = getDelivery(txn, id); err != nil {
 					if errors.Is(err, store.ErrNotFound) {
 						continue
 					}
@@ -606,13 +815,14 @@ func (s *Store) Enable(ctx context.Context, endpointID string, now time.Time) (i
 					continue
 				}
 				d.Status, d.NextAt, d.UpdatedAt = store.Pending, now, now
-				if err := s.putRecord(txn, &d); err != nil {
+				if err := s.putRecord(txn, &d, attempts); err != nil {
 					return err
 				}
-				if err := s.putBody(txn, &d, nil); err != nil {
+				stored, err := s.putBody(txn, &d, nil)
+				if err != nil {
 					return err
 				}
-				if err := s.enqueue(txn, &d, nil); err != nil {
+				if err := s.enqueue(txn, &d, stored); err != nil {
 					return err
 				}
 				n++
@@ -651,7 +861,8 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, fn func(*store.En
 		if err := fn(&st); err != nil {
 			return err
 		}
-		return s.setJSON(txn, keyEndpoint(id), &st, 0)
+		st.ID = id
+		return s.putEndpoint(txn, &st)
 	})
 	return st, err
 }
@@ -660,25 +871,16 @@ func (s *Store) Delivery(ctx context.Context, id string) (store.Delivery, []stor
 	var d store.Delivery
 	var as []store.Attempt
 	err := s.db.View(func(txn *bdb.Txn) error {
-		if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+		var attempts []byte
+		var err error
+		if d, attempts, err = getDelivery(txn, id); err != nil {
 			return err
 		}
-		p, err := getBytes(txn, keyPayload(id))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if d.Payload, err = getPayload(txn, id); err != nil {
 			return err
 		}
-		d.Payload = p
-		prefix := prefixAttempts(id)
-		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			var a store.Attempt
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &a) }); err != nil {
-				return err
-			}
-			as = append(as, a)
-		}
-		return nil
+		as, err = readAttempts(attempts)
+		return err
 	})
 	return d, as, err
 }
@@ -704,8 +906,8 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]store
 			if id == f.Cursor {
 				continue
 			}
-			var d store.Delivery
-			if err := getJSON(txn, keyDelivery(id), &d); err != nil {
+			d, _, err := getDelivery(txn, id)
+			if err != nil {
 				if errors.Is(err, store.ErrNotFound) {
 					continue
 				}

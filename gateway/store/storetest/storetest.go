@@ -1,0 +1,214 @@
+// Package storetest is the conformance suite every store backend passes: the state transitions
+// of deliveries, the breaker, held deliveries, listing and durability across reopening.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/store"
+)
+
+// Opener opens the backend on dir (the same dir again for a reopen).
+type Opener func(t *testing.T, dir string) store.Store
+
+var t0 = time.Date(2026, 1, 15, 14, 30, 0, 0, time.UTC)
+
+func delivery(ep string, at time.Time, i int) store.Delivery {
+	return store.Delivery{
+		ID: store.NewID("msg_", at), EventID: fmt.Sprintf("evt_%d", i), Event: "call.completed", WorkspaceID: 1,
+		EndpointID: ep, NextAt: at, CreatedAt: at, UpdatedAt: at, Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+	}
+}
+
+func publish(t *testing.T, s store.Store, ds ...store.Delivery) {
+	t.Helper()
+	if err := s.Publish(context.Background(), store.EventRecord{ID: store.NewID("evt_", t0), Type: "call.completed", WorkspaceID: 1, CreatedAt: t0}, ds); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func complete(t *testing.T, s store.Store, prev store.Delivery, status store.Status, next time.Time, b store.BreakerChange, threshold int) *store.EndpointState {
+	t.Helper()
+	d := prev
+	d.Status, d.Attempts, d.NextAt = status, prev.Attempts+1, next
+	st, err := s.Complete(context.Background(), store.Outcome{
+		Prev: prev, Delivery: d, Attempt: store.Attempt{N: d.Attempts, At: t0, StatusCode: 500, Error: "HTTP 500", Response: "nope"},
+		Breaker: b, Threshold: threshold, Now: t0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	ctx := context.Background()
+	t.Run("QueueOrderAndPayloads", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		a, b, c := delivery("ep", t0.Add(2*time.Second), 1), delivery("ep", t0, 2), delivery("other", t0, 3)
+		publish(t, s, a, b, c)
+		ds, next, err := s.Due(ctx, "ep", time.Time{}, t0.Add(time.Second), 10, nil)
+		if err != nil || len(ds) != 1 || ds[0].ID != b.ID || string(ds[0].Payload) != `{"n":2}` || ds[0].Status != store.Pending {
+			t.Fatalf("due at t0+1s: %+v %v", ds, err)
+		}
+		if !next.Equal(a.NextAt) {
+			t.Fatalf("next %s, want %s", next, a.NextAt)
+		}
+		ds, _, _ = s.Due(ctx, "ep", time.Time{}, t0.Add(time.Hour), 10, func(id string) bool { return id == b.ID })
+		if len(ds) != 1 || ds[0].ID != a.ID {
+			t.Fatalf("skip: %+v", ds)
+		}
+		ds, _, _ = s.Due(ctx, "ep", t0.Add(time.Second), t0.Add(time.Hour), 10, nil)
+		if len(ds) != 1 || ds[0].ID != a.ID {
+			t.Fatalf("from: %+v", ds)
+		}
+	})
+	t.Run("RetryingThenFailedKeepsAttempts", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		d := delivery("ep", t0, 1)
+		publish(t, s, d)
+		ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0, 10, nil)
+		complete(t, s, ds[0], store.Retrying, t0.Add(30*time.Second), store.BreakerNone, 10)
+		if ds, _, _ = s.Due(ctx, "ep", time.Time{}, t0.Add(29*time.Second), 10, nil); len(ds) != 0 {
+			t.Fatal("retry came early")
+		}
+		ds, _, _ = s.Due(ctx, "ep", time.Time{}, t0.Add(30*time.Second), 10, nil)
+		if len(ds) != 1 || ds[0].Attempts != 1 || string(ds[0].Payload) != `{"n":1}` {
+			t.Fatalf("retry: %+v", ds)
+		}
+		st := complete(t, s, ds[0], store.Failed, time.Time{}, store.BreakerFailure, 10)
+		if st == nil || st.ConsecutiveFailures != 1 || !st.Enabled {
+			t.Fatalf("breaker: %+v", st)
+		}
+		got, as, err := s.Delivery(ctx, d.ID)
+		if err != nil || got.Status != store.Failed || len(as) != 2 || as[1].N != 2 || as[0].Response != "nope" || string(got.Payload) != `{"n":1}` {
+			t.Fatalf("delivery %+v attempts %+v %v", got, as, err)
+		}
+		if ds, _, _ = s.Due(ctx, "ep", time.Time{}, t0.Add(time.Hour), 10, nil); len(ds) != 0 {
+			t.Fatal("failed delivery still queued")
+		}
+		r, err := s.Retry(ctx, d.ID, t0.Add(time.Hour))
+		if err != nil || r.Status != store.Pending || !r.Manual {
+			t.Fatalf("retry: %+v %v", r, err)
+		}
+		if _, err := s.Retry(ctx, d.ID, t0); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second retry: %v", err)
+		}
+		if ds, _, _ = s.Due(ctx, "ep", time.Time{}, t0.Add(time.Hour), 10, nil); len(ds) != 1 || ds[0].Attempts != 2 {
+			t.Fatalf("manual retry not queued: %+v", ds)
+		}
+		if _, _, err := s.Delivery(ctx, "msg_nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing delivery: %v", err)
+		}
+	})
+	t.Run("BreakerHoldAndEnable", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		for i := 0; i < 3; i++ {
+			d := delivery("ep", t0, i)
+			publish(t, s, d)
+			ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0, 10, nil)
+			st := complete(t, s, ds[0], store.Failed, time.Time{}, store.BreakerFailure, 3)
+			if st.Enabled != (i < 2) {
+				t.Fatalf("after %d failures: %+v", i+1, st)
+			}
+		}
+		held := delivery("ep", t0, 9)
+		publish(t, s, held)
+		if d, _, _ := s.Delivery(ctx, held.ID); d.Status != store.Held {
+			t.Fatalf("published to a disabled endpoint: %s", d.Status)
+		}
+		if ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0.Add(time.Hour), 10, nil); len(ds) != 0 {
+			t.Fatal("held delivery is queued")
+		}
+		counts, _ := s.Counts(ctx)
+		if counts[store.Held] != 1 {
+			t.Fatalf("counts %v", counts)
+		}
+		n, err := s.Enable(ctx, "ep", t0.Add(time.Minute))
+		if err != nil || n != 1 {
+			t.Fatalf("enable released %d: %v", n, err)
+		}
+		st, _ := s.Endpoint(ctx, "ep")
+		if !st.Enabled || st.ConsecutiveFailures != 0 || !st.DisabledAt.IsZero() {
+			t.Fatalf("after enable: %+v", st)
+		}
+		if ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0.Add(time.Minute), 10, nil); len(ds) != 1 || ds[0].ID != held.ID {
+			t.Fatalf("released: %+v", ds)
+		}
+	})
+	t.Run("HoldQueued", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		d := delivery("ep", t0, 1)
+		publish(t, s, d)
+		if err := s.Hold(ctx, d.ID, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Hold(ctx, d.ID, t0); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("hold twice: %v", err)
+		}
+		if n, _ := s.Enable(ctx, "ep", t0); n != 1 {
+			t.Fatalf("released %d", n)
+		}
+	})
+	t.Run("ListNewestFirstWithFilters", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		var ids []string
+		for i := 0; i < 7; i++ {
+			ep := "a"
+			if i%2 == 1 {
+				ep = "b"
+			}
+			d := delivery(ep, t0.Add(time.Duration(i)*time.Millisecond), i)
+			ids = append(ids, d.ID)
+			publish(t, s, d)
+		}
+		all, _ := s.Deliveries(ctx, store.DeliveryFilter{Limit: 3})
+		if len(all) != 3 || all[0].ID != ids[6] || all[2].ID != ids[4] {
+			t.Fatalf("page 1: %v", all)
+		}
+		page2, _ := s.Deliveries(ctx, store.DeliveryFilter{Limit: 3, Cursor: all[2].ID})
+		if len(page2) != 3 || page2[0].ID != ids[3] {
+			t.Fatalf("page 2: %v", page2)
+		}
+		bs, _ := s.Deliveries(ctx, store.DeliveryFilter{EndpointID: "b"})
+		if len(bs) != 3 || bs[0].ID != ids[5] {
+			t.Fatalf("endpoint b: %v", bs)
+		}
+		none, _ := s.Deliveries(ctx, store.DeliveryFilter{Status: store.Success})
+		if len(none) != 0 {
+			t.Fatalf("status filter: %v", none)
+		}
+	})
+	t.Run("EndpointStateAndReopen", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, dir)
+		if _, err := s.Endpoint(ctx, "ep"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing endpoint: %v", err)
+		}
+		st, err := s.UpdateEndpoint(ctx, "ep", func(st *store.EndpointState) error { st.Secret = "whsec_x"; return nil })
+		if err != nil || !st.Enabled || st.ID != "ep" {
+			t.Fatalf("update: %+v %v", st, err)
+		}
+		if _, err := s.UpdateEndpoint(ctx, "ep", func(*store.EndpointState) error { return errors.New("no") }); err == nil {
+			t.Fatal("fn error lost")
+		}
+		d := delivery("ep", t0, 1)
+		publish(t, s, d)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dir)
+		st, _ = s.Endpoint(ctx, "ep")
+		if st.Secret != "whsec_x" {
+			t.Fatalf("after reopen: %+v", st)
+		}
+		if ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0, 10, nil); len(ds) != 1 || ds[0].ID != d.ID {
+			t.Fatalf("queue after reopen: %+v", ds)
+		}
+	})
+}
