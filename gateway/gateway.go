@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/ringgate/ringgate/gateway/admin"
+	"github.com/ringgate/ringgate/gateway/calls"
 	"github.com/ringgate/ringgate/gateway/clock"
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/gateway/ingress"
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/ringgate/ringgate/gateway/twilioapi"
 	"github.com/valyala/fasthttp"
 )
 
@@ -34,6 +37,11 @@ type Options struct {
 	ConfigFile string
 	// Resolver replaces DNS for endpoint dialing (tests).
 	Resolver delivery.Resolver
+	// CallerNames and Transcripts replace the Twilio REST clients (tests).
+	CallerNames calls.CallerNames
+	Transcripts calls.Transcriber
+	// Sessions attributes calls to website visits.
+	Sessions calls.SessionMatcher
 }
 
 // Gateway is one running ringgate.
@@ -43,6 +51,8 @@ type Gateway struct {
 	cfg    atomic.Pointer[config.Config]
 	store  *badgerstore.Store
 	engine *delivery.Engine
+	calls  *calls.Service
+	twilio *ingress.Handler
 	admin  *admin.API
 
 	reloadMu sync.Mutex
@@ -80,8 +90,21 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.cfg.Store(cfg)
+	if tw := cfg.Twilio; opt.CallerNames == nil && opt.Transcripts == nil && tw.AccountSID != "" &&
+		(tw.LookupCallerName || tw.IntelligenceServiceSID != "") {
+		api := twilioapi.New(tw.AccountSID, tw.AuthToken, tw.IntelligenceServiceSID, nil)
+		opt.CallerNames = api
+		if tw.IntelligenceServiceSID != "" {
+			opt.Transcripts = api
+		}
+	}
+	g.calls = calls.New(calls.Options{
+		Store: st, Engine: g.engine, Config: g.Config, Clock: opt.Clock, Logger: opt.Logger,
+		Names: opt.CallerNames, Transcripts: opt.Transcripts, Sessions: opt.Sessions,
+	})
+	g.twilio = ingress.New(ingress.Options{Calls: g.calls, Config: g.Config, Logger: opt.Logger})
 	g.admin = admin.New(admin.Options{
-		Engine: g.engine, Store: st, Logger: opt.Logger, Version: Version,
+		Engine: g.engine, Store: st, Calls: g.calls, Logger: opt.Logger, Version: Version,
 		Config: g.Config, Reload: g.Reload,
 	})
 	return g, nil

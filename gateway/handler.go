@@ -1,15 +1,21 @@
 package gateway
 
 import (
+	"strings"
+
 	"github.com/ringgate/ringgate/gateway/httpx"
 	"github.com/valyala/fasthttp"
 )
 
-// Handler is the public listener's handler: health checks now; Twilio callbacks and the tracker
-// routes mount here too.
+// Handler is the public listener's handler: Twilio callbacks, health checks (and the tracker).
 func (g *Gateway) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		switch string(ctx.Path()) {
+		path := string(ctx.Path())
+		if strings.HasPrefix(path, "/twilio/") {
+			g.twilio.Serve(ctx)
+			return
+		}
+		switch path {
 		case "/healthz":
 			ctx.SetContentType("text/plain; charset=utf-8")
 			ctx.SetBodyString("ok\n")

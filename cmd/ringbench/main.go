@@ -51,6 +51,7 @@ func main() {
 	}{
 		{"publish", benchPublish},
 		{"delivery", benchDelivery},
+		{"callbacks", benchCallbacks},
 		{"idle-rss", benchIdleRSS},
 	}
 	fmt.Printf("ringbench on %d CPUs; ratios compare with a baseline measured in this run\n\n", nproc())
@@ -351,6 +352,8 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

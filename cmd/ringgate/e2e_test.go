@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,12 +77,20 @@ log: {level: debug}
 workspaces:
   - id: 1
     name: E2E Workspace
+    block_list: [{number: "+15551234567", reason: spam}]
+    campaigns:
+      - id: 42
+        name: Google Ads Campaign
+        forward_to: "+15550001111"
+        record: true
+        voicemail: {enabled: true, transcribe: true}
+        numbers: [{id: 1, number: "+18005551234", name: Main}]
     endpoints:
       - id: sink
         name: Sink
         url: %s
         secret: %s
-        events: [call.started, call.completed, call.missed]
+        events: [call.started, call.completed, call.missed, recording.available, transcription.available, lead.qualified, call.blocked, voicemail.received, voicemail.transcribed]
 `, public, public, admin, e2eToken, filepath.Join(dir, "data"), extra, endpointURL, e2eSecret)
 	f := filepath.Join(dir, "ringgate.yaml")
 	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
@@ -323,6 +332,8 @@ func TestAdminAPIAndReload(t *testing.T) {
 	sink := newSlowSink(t, 0)
 	public, admin := freePort(t), freePort(t)
 	cfgFile := writeConfig(t, dir, public, admin, sink.URL, "")
+	narrow, _ := os.ReadFile(cfgFile)
+	os.WriteFile(cfgFile, []byte(strings.Replace(string(narrow), "events: [call.started, call.completed, call.missed, recording.available, transcription.available, lead.qualified, call.blocked, voicemail.received, voicemail.transcribed]", "events: [call.started, call.completed, call.missed]", 1)), 0o644)
 	n := startNode(t, cfgFile, public, admin)
 
 	// No token, wrong token.
@@ -461,5 +472,101 @@ func TestSinkVerifiesDeliveries(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("sink printed nothing")
+	}
+}
+
+// ringgate simulate plays each outcome against the real binary; ringgate sink receives the
+// deliveries with both signatures verified.
+func TestSimulateEveryOutcome(t *testing.T) {
+	sinkAddr := freePort(t)
+	sinkCmd := exec.Command(binary, "sink", "--listen", sinkAddr, "--secret", e2eSecret)
+	var sinkOut syncBuffer
+	sinkOut.mu, sinkOut.buf = &sync.Mutex{}, &bytes.Buffer{}
+	sinkCmd.Stdout = sinkOut
+	if err := sinkCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sinkCmd.Process.Signal(syscall.SIGTERM); sinkCmd.Wait() }()
+	dir := t.TempDir()
+	public, admin := freePort(t), freePort(t)
+	cfg := writeConfig(t, dir, public, admin, "http://"+sinkAddr+"/hook", "")
+	startNode(t, cfg, public, admin)
+
+	want := map[string][]string{
+		"answered":  {"call.started", "call.completed", "recording.available"},
+		"no-answer": {"call.started", "call.missed"},
+		"busy":      {"call.started", "call.missed"},
+		"failed":    {"call.started", "call.missed"},
+		"voicemail": {"call.started", "call.missed", "voicemail.received", "voicemail.transcribed"},
+		"blocked":   {"call.blocked"},
+	}
+	sids := map[string]string{}
+	for outcome := range want {
+		from := "+14155550123"
+		if outcome == "blocked" {
+			from = "+15551234567"
+		}
+		out, err := exec.Command(binary, "simulate", "--config", cfg, "--to", "+18005551234", "--from", from, "--outcome", outcome, "--quiet").Output()
+		if err != nil {
+			t.Fatalf("simulate %s: %v", outcome, err)
+		}
+		sids[outcome] = strings.TrimSpace(string(out))
+		if !strings.HasPrefix(sids[outcome], "CA") {
+			t.Fatalf("simulate %s printed %q", outcome, out)
+		}
+	}
+	type line struct {
+		Event, WebhookID                string
+		SignatureOK, WebhookSignatureOK bool `json:"-"`
+		Body                            struct {
+			Data map[string]any `json:"data"`
+		} `json:"body"`
+	}
+	total := 0
+	for _, evs := range want {
+		total += len(evs)
+	}
+	var got map[string][]string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got = map[string][]string{}
+		n := 0
+		sinkOut.mu.Lock()
+		text := sinkOut.buf.String()
+		sinkOut.mu.Unlock()
+		for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+			var raw map[string]any
+			if json.Unmarshal([]byte(l), &raw) != nil {
+				continue
+			}
+			if raw["signature_ok"] != true || raw["webhook_signature_ok"] != true {
+				t.Fatalf("signature not verified by the sink: %s", l)
+			}
+			body, _ := raw["body"].(map[string]any)
+			data, _ := body["data"].(map[string]any)
+			sid, _ := data["twilio_call_sid"].(string)
+			if raw["event"] == "call.blocked" {
+				sid = sids["blocked"]
+			}
+			for outcome, s := range sids {
+				if s == sid {
+					got[outcome] = append(got[outcome], raw["event"].(string))
+					n++
+				}
+			}
+		}
+		if n >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for outcome, evs := range want {
+		g := append([]string(nil), got[outcome]...)
+		sort.Strings(g)
+		w := append([]string(nil), evs...)
+		sort.Strings(w)
+		if strings.Join(g, ",") != strings.Join(w, ",") {
+			t.Errorf("%s: sink got %v, want %v", outcome, got[outcome], evs)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-// Command ringgate is the gateway's binary: serve, check, sink and version.
+// Command ringgate is the gateway's binary: serve, check, simulate, sink and version.
 package main
 
 import (
@@ -22,6 +22,9 @@ const usage = `ringgate: a self-hosted edge gateway for call tracking
 Usage:
   ringgate serve   --config FILE     run the gateway (SIGHUP reloads, SIGINT/SIGTERM stop)
   ringgate check   --config FILE     validate a config; every problem as FILE:LINE:COL
+  ringgate simulate --config FILE --to NUMBER [--from NUMBER] [--outcome OUTCOME] [--gateway URL]
+                                     play Twilio: the signed callbacks of one call; prints its SID
+                                     (outcomes: answered, no-answer, busy, failed, voicemail, blocked)
   ringgate sink    --listen ADDR --secret SECRET [--status N] [--fail-rate F]
                                      a receiver that verifies signatures and prints deliveries
   ringgate version                   print the version
@@ -43,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "sink":
 		return sink(args[1:], stdout, stderr)
+	case "simulate":
+		return simulate(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ringgate", gateway.Version)
 		return 0

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringgate/ringgate/gateway/calls"
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/httpx"
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/valyala/fasthttp"
@@ -22,6 +24,7 @@ import (
 // Options are what the API serves from.
 type Options struct {
 	Engine  *delivery.Engine
+	Calls   *calls.Service
 	Store   store.Store
 	Logger  *slog.Logger
 	Version string
@@ -92,6 +95,12 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.getDelivery(ctx, parts[3])
 	case is("POST", 5, "api", "v1", "deliveries", "*", "retry"):
 		a.retry(ctx, parts[3])
+	case is("GET", 3, "api", "v1", "calls"):
+		a.listCalls(ctx)
+	case is("GET", 4, "api", "v1", "calls"):
+		a.getCall(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "calls", "*", "qualify"):
+		a.qualify(ctx, parts[3])
 	case is("POST", 3, "api", "v1", "reload"):
 		a.reload(ctx)
 	default:
@@ -281,6 +290,104 @@ func (a *API) reload(ctx *fasthttp.RequestCtx) {
 		a.internal(ctx, "reload", err)
 	default:
 		httpx.JSON(ctx, 200, map[string]any{"reloaded": true, "file": a.opt.Config().File})
+	}
+}
+
+// callJSON is a call log with the payload base the events of the call carry.
+type callJSON struct {
+	store.CallLog
+	Data events.CallData `json:"data"`
+}
+
+func (a *API) listCalls(ctx *fasthttp.RequestCtx) {
+	q := ctx.QueryArgs()
+	f := store.CallFilter{}
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"workspace", &f.WorkspaceID}, {"cursor", &f.Cursor}} {
+		if v := q.Peek(p.name); len(v) > 0 {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil || n < 0 {
+				httpx.Error(ctx, 400, "bad_request", p.name+" must be a whole number")
+				return
+			}
+			*p.dst = n
+		}
+	}
+	if v := q.Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > 500 {
+			httpx.Error(ctx, 400, "bad_request", "limit must be between 1 and 500")
+			return
+		}
+		f.Limit = n
+	}
+	cs, err := a.opt.Store.Calls(ctx, f)
+	if err != nil {
+		a.internal(ctx, "list calls", err)
+		return
+	}
+	out := make([]callJSON, len(cs))
+	for i := range cs {
+		out[i] = callJSON{cs[i], calls.BaseData(&cs[i])}
+	}
+	body := map[string]any{"calls": out}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	if len(cs) == f.Limit {
+		body["next_cursor"] = cs[len(cs)-1].ID
+	}
+	httpx.JSON(ctx, 200, body)
+}
+
+func (a *API) callID(ctx *fasthttp.RequestCtx, raw string) (int64, bool) {
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 {
+		httpx.Error(ctx, 400, "bad_request", "call_log_id must be a positive whole number")
+		return 0, false
+	}
+	return id, true
+}
+
+func (a *API) getCall(ctx *fasthttp.RequestCtx, raw string) {
+	id, ok := a.callID(ctx, raw)
+	if !ok {
+		return
+	}
+	c, err := a.opt.Store.CallByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(ctx, 404, "not_found", "no call "+raw)
+		return
+	}
+	if err != nil {
+		a.internal(ctx, "get call", err)
+		return
+	}
+	httpx.JSON(ctx, 200, callJSON{c, calls.BaseData(&c)})
+}
+
+func (a *API) qualify(ctx *fasthttp.RequestCtx, raw string) {
+	id, ok := a.callID(ctx, raw)
+	if !ok {
+		return
+	}
+	var q calls.Qualification
+	if err := decodeStrict(ctx.PostBody(), &q); err != nil {
+		httpx.Error(ctx, 400, "bad_request", "body must be JSON with lead_status, qualification_reason, qualification_confidence, deal_value, tags: "+err.Error())
+		return
+	}
+	c, err := a.opt.Calls.Qualify(ctx, id, q)
+	switch {
+	case errors.Is(err, calls.ErrBadRequest):
+		httpx.Error(ctx, 400, "bad_request", strings.TrimPrefix(err.Error(), "bad request: "))
+	case errors.Is(err, store.ErrNotFound):
+		httpx.Error(ctx, 404, "not_found", "no call "+raw)
+	case err != nil:
+		a.internal(ctx, "qualify", err)
+	default:
+		httpx.JSON(ctx, 200, callJSON{c, calls.BaseData(&c)})
 	}
 }
 

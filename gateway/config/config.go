@@ -38,8 +38,10 @@ type Storage struct {
 }
 
 type Twilio struct {
-	AccountSID string `yaml:"account_sid" example:"${TWILIO_ACCOUNT_SID}" doc:"Twilio account SID (AC...)."`
-	AuthToken  string `yaml:"auth_token" example:"${TWILIO_AUTH_TOKEN}" doc:"Auth token: checks X-Twilio-Signature."`
+	AccountSID             string `yaml:"account_sid" example:"${TWILIO_ACCOUNT_SID}" doc:"Twilio account SID (AC...); needed for REST calls (caller name lookup, Voice Intelligence)."`
+	AuthToken              string `yaml:"auth_token" example:"${TWILIO_AUTH_TOKEN}" doc:"Auth token: checks X-Twilio-Signature and authenticates REST calls."`
+	LookupCallerName       bool   `yaml:"lookup_caller_name" default:"false" doc:"When Twilio sends no CallerName, ask Lookup v2 for it (billed by Twilio)."`
+	IntelligenceServiceSID string `yaml:"intelligence_service_sid" example:"GA0123456789abcdef0123456789abcdef" doc:"Voice Intelligence service: when set, call recordings are transcribed and transcription.available is sent."`
 }
 
 type Delivery struct {
@@ -82,6 +84,7 @@ type Campaign struct {
 	ID          int64             `yaml:"id" example:"42" doc:"Campaign id (positive integer, unique in the file)."`
 	Name        string            `yaml:"name" example:"Google Ads Campaign" doc:"Reported as campaign_name."`
 	ForwardTo   string            `yaml:"forward_to" example:"+15550001111" doc:"E.164 number calls are forwarded to."`
+	DialTimeout time.Duration     `yaml:"dial_timeout" default:"30s" doc:"How long the forward rings before it counts as missed (5s to 600s)."`
 	Record      bool              `yaml:"record" default:"false" doc:"Record forwarded calls."`
 	Voicemail   Voicemail         `yaml:"voicemail" doc:"Voicemail when the forward is missed."`
 	Source      map[string]string `yaml:"source" example:"{utm_source: google, utm_medium: cpc}" doc:"Visits this campaign's pool serves; omitted: any visit."`
@@ -140,6 +143,42 @@ func (c *Config) Workspace(id int64) *Workspace {
 	for i := range c.Workspaces {
 		if c.Workspaces[i].ID == id {
 			return &c.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+// TrackingNumber finds a tracking number with its campaign and workspace, or nils.
+func (c *Config) TrackingNumber(e164 string) (*Number, *Campaign, *Workspace) {
+	for wi := range c.Workspaces {
+		w := &c.Workspaces[wi]
+		for ci := range w.Campaigns {
+			cp := &w.Campaigns[ci]
+			for ni := range cp.Numbers {
+				if cp.Numbers[ni].Number == e164 {
+					return &cp.Numbers[ni], cp, w
+				}
+			}
+		}
+	}
+	return nil, nil, nil
+}
+
+// Campaign returns the workspace's campaign with that id, or nil.
+func (w *Workspace) Campaign(id int64) *Campaign {
+	for i := range w.Campaigns {
+		if w.Campaigns[i].ID == id {
+			return &w.Campaigns[i]
+		}
+	}
+	return nil
+}
+
+// Number returns the campaign's number with that id, or nil.
+func (c *Campaign) Number(id int64) *Number {
+	for i := range c.Numbers {
+		if c.Numbers[i].ID == id {
+			return &c.Numbers[i]
 		}
 	}
 	return nil

@@ -139,6 +139,7 @@ func (v *validator) at(path, format string, args ...any) {
 var (
 	endpointIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	e164Re       = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	alnumRe      = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 	headerNameRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
 )
 
@@ -173,7 +174,7 @@ func (v *validator) validate() {
 	if len(c.Server.Admin.Token) < 16 {
 		v.at("server.admin.token", "must be at least 16 characters")
 	}
-	if c.Server.Admin.Listen == c.Server.Listen {
+	if c.Server.Admin.Listen == c.Server.Listen && !strings.HasSuffix(c.Server.Listen, ":0") {
 		v.at("server.admin.listen", "must differ from server.listen")
 	}
 	if c.Storage.Backend != "badger" {
@@ -187,6 +188,17 @@ func (v *validator) validate() {
 	}
 	if s := c.Twilio.AccountSID; s != "" && !strings.HasPrefix(s, "AC") {
 		v.at("twilio.account_sid", "%q does not look like an account SID (AC...)", s)
+	}
+	if c.Twilio.LookupCallerName || c.Twilio.IntelligenceServiceSID != "" {
+		if c.Twilio.AccountSID == "" {
+			v.at("twilio.account_sid", "is required for lookup_caller_name and intelligence_service_sid (REST calls)")
+		}
+		if !alnumRe.MatchString(c.Twilio.AuthToken) {
+			v.at("twilio.auth_token", "must be letters and digits for REST calls (a Twilio auth token is 32 hex characters)")
+		}
+	}
+	if s := c.Twilio.IntelligenceServiceSID; s != "" && !strings.HasPrefix(s, "GA") {
+		v.at("twilio.intelligence_service_sid", "%q does not look like a Voice Intelligence service SID (GA...)", s)
 	}
 	v.delivery()
 	switch c.Log.Level {
@@ -271,6 +283,9 @@ func (v *validator) workspaces() {
 				v.at(cpath+".name", "is required")
 			}
 			v.e164(cpath+".forward_to", cp.ForwardTo)
+			if cp.DialTimeout < 5*time.Second || cp.DialTimeout > 600*time.Second {
+				v.at(cpath+".dial_timeout", "must be between 5s and 600s")
+			}
 			if cp.Voicemail.Transcribe && !cp.Voicemail.Enabled {
 				v.at(cpath+".voicemail.transcribe", "needs voicemail.enabled: true")
 			}

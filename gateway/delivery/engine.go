@@ -282,46 +282,70 @@ type Published struct {
 // Publish makes the event durable with one delivery for each endpoint of its workspace that
 // subscribes to its type. When it returns nil, the event survives a crash.
 func (e *Engine) Publish(ctx context.Context, ev *events.Event) (Published, error) {
-	cfg := e.cfg.Load()
-	ws := cfg.Workspace(ev.Workspace.ID)
-	if ws == nil {
-		return Published{}, fmt.Errorf("%w %d", ErrUnknownWorkspace, ev.Workspace.ID)
+	out, p, err := e.Prepare(ev)
+	if err != nil {
+		return Published{}, err
 	}
-	var targets []string
-	for i := range ws.Endpoints {
-		if ws.Endpoints[i].Subscribed(ev.Type) {
-			targets = append(targets, ws.Endpoints[i].ID)
-		}
+	if err := e.store.Publish(ctx, out.Events[0], out.Deliveries); err != nil {
+		return Published{}, fmt.Errorf("store event: %w", err)
 	}
-	return e.publish(ctx, ev, targets, false)
+	e.Notify(out)
+	return p, nil
 }
 
-func (e *Engine) publish(ctx context.Context, ev *events.Event, targets []string, test bool) (Published, error) {
+// Prepare turns events into the outbox that commits them: one delivery for each endpoint of the
+// event's workspace subscribed to its type. A caller that commits the outbox itself (with a state
+// change, through the store) calls Notify afterwards.
+func (e *Engine) Prepare(evs ...*events.Event) (store.Outbox, Published, error) {
+	cfg := e.cfg.Load()
+	var out store.Outbox
+	var pub Published
+	for _, ev := range evs {
+		ws := cfg.Workspace(ev.Workspace.ID)
+		if ws == nil {
+			return out, pub, fmt.Errorf("%w %d", ErrUnknownWorkspace, ev.Workspace.ID)
+		}
+		var targets []string
+		for i := range ws.Endpoints {
+			if ws.Endpoints[i].Subscribed(ev.Type) {
+				targets = append(targets, ws.Endpoints[i].ID)
+			}
+		}
+		if err := e.prepare(&out, &pub, ev, targets, false); err != nil {
+			return out, pub, err
+		}
+	}
+	return out, pub, nil
+}
+
+// Notify wakes the lanes of a committed outbox's deliveries.
+func (e *Engine) Notify(out store.Outbox) {
+	for _, d := range out.Deliveries {
+		e.wake(d.EndpointID)
+	}
+}
+
+func (e *Engine) prepare(out *store.Outbox, pub *Published, ev *events.Event, targets []string, test bool) error {
 	if !events.Known(ev.Type) {
-		return Published{}, fmt.Errorf("unknown event type %q", ev.Type)
+		return fmt.Errorf("unknown event type %q", ev.Type)
 	}
 	body, err := ev.Marshal()
 	if err != nil {
-		return Published{}, fmt.Errorf("marshal %s: %w", ev.Type, err)
+		return fmt.Errorf("marshal %s: %w", ev.Type, err)
 	}
 	now := e.clock.Now()
 	rec := store.EventRecord{ID: store.NewID("evt_", now), Type: ev.Type, WorkspaceID: ev.Workspace.ID, CreatedAt: now, Payload: body}
-	ds := make([]store.Delivery, len(targets))
-	out := Published{EventID: rec.ID, DeliveryIDs: make([]string, len(targets))}
-	for i, ep := range targets {
-		ds[i] = store.Delivery{
+	out.Events = append(out.Events, rec)
+	pub.EventID = rec.ID
+	for _, ep := range targets {
+		d := store.Delivery{
 			ID: store.NewID("msg_", now), EventID: rec.ID, Event: ev.Type, WorkspaceID: ev.Workspace.ID,
 			EndpointID: ep, NextAt: now, CreatedAt: now, UpdatedAt: now, Test: test, Payload: body,
 		}
-		out.DeliveryIDs[i] = ds[i].ID
+		out.Deliveries = append(out.Deliveries, d)
+		pub.DeliveryIDs = append(pub.DeliveryIDs, d.ID)
 	}
-	if err := e.store.Publish(ctx, rec, ds); err != nil {
-		return Published{}, fmt.Errorf("store event: %w", err)
-	}
-	for _, ep := range targets {
-		e.wake(ep)
-	}
-	return out, nil
+	return nil
 }
 
 // Errors of the operator's commands.
@@ -343,10 +367,15 @@ func (e *Engine) SendTest(ctx context.Context, endpointID, eventType string) (st
 	if err != nil {
 		return "", err
 	}
-	p, err := e.publish(ctx, ev, []string{endpointID}, true)
-	if err != nil {
+	var out store.Outbox
+	var p Published
+	if err := e.prepare(&out, &p, ev, []string{endpointID}, true); err != nil {
 		return "", err
 	}
+	if err := e.store.Publish(ctx, out.Events[0], out.Deliveries); err != nil {
+		return "", fmt.Errorf("store event: %w", err)
+	}
+	e.Notify(out)
 	return p.DeliveryIDs[0], nil
 }
 

@@ -168,5 +168,123 @@ type Store interface {
 	// Counts returns how many deliveries are in each non-final status, for metrics.
 	Counts(ctx context.Context) (map[Status]int, error)
 
+	CallStore
 	Close() error
+}
+
+// Attribution is what the website tracker captured for the visitor a call is matched to.
+type Attribution struct {
+	SessionID string            `json:"session_id"`
+	Fields    map[string]string `json:"fields"` // utm_*, click ids, ga ids, referrer_url, landing_page_url
+}
+
+// Voicemail is a call's voicemail, once left.
+type Voicemail struct {
+	RecordingSID  string    `json:"recording_sid"`
+	RecordingURL  string    `json:"recording_url"`
+	Duration      int       `json:"duration"`
+	Transcription string    `json:"transcription,omitempty"`
+	TranscribedAt time.Time `json:"transcribed_at,omitzero"`
+}
+
+// Lead is an operator's qualification of a call.
+type Lead struct {
+	Status      string    `json:"lead_status"`
+	Reason      string    `json:"qualification_reason,omitempty"`
+	Confidence  *float64  `json:"qualification_confidence,omitempty"`
+	DealValue   *float64  `json:"deal_value,omitempty"`
+	Tags        []string  `json:"tags"`
+	QualifiedAt time.Time `json:"qualified_at"`
+}
+
+// Transcript is a call recording's transcription (Twilio Voice Intelligence).
+type Transcript struct {
+	SID          string    `json:"sid"`
+	Text         string    `json:"text,omitempty"`
+	Confidence   *float64  `json:"confidence,omitempty"`
+	Summary      string    `json:"summary,omitempty"`
+	SummarizedAt time.Time `json:"summarized_at,omitzero"`
+}
+
+// CallLog is one call, keyed by Twilio's CallSid; its integer ID is the call_log_id of payloads.
+type CallLog struct {
+	ID          int64  `json:"call_log_id"`
+	SID         string `json:"twilio_call_sid"`
+	Version     uint64 `json:"version"`
+	WorkspaceID int64  `json:"workspace_id"`
+	CampaignID  int64  `json:"campaign_id"`
+	NumberID    int64  `json:"number_id"`
+	// The names as configured when the call came in, so later events of the call agree.
+	CampaignName string `json:"campaign_name"`
+	NumberName   string `json:"tracking_number_name,omitempty"`
+	From         string `json:"from_number"`
+	To           string `json:"tracking_number"`
+	CallerName   string `json:"caller_name,omitempty"`
+	City         string `json:"city,omitempty"`
+	State        string `json:"state,omitempty"`
+	Country      string `json:"country,omitempty"`
+	Zip          string `json:"zip,omitempty"`
+	FirstTime    bool   `json:"is_first_time_caller"`
+
+	Attribution *Attribution `json:"attribution,omitempty"`
+	StartedAt   time.Time    `json:"started_at"`
+	EndedAt     time.Time    `json:"ended_at,omitzero"`
+	// Status is Twilio's latest call status (ringing, in-progress, completed, busy, ...); it never
+	// moves backwards. Outcome is the terminal decision: completed, missed or blocked.
+	Status        string `json:"status"`
+	StatusSeq     int    `json:"status_seq"`
+	Outcome       string `json:"outcome,omitempty"`
+	Duration      int    `json:"duration"`
+	DialStatus    string `json:"dial_status,omitempty"`
+	BlockReason   string `json:"block_reason,omitempty"`
+	BlockListType string `json:"block_list_type,omitempty"`
+
+	Recordings   []string    `json:"recordings,omitempty"` // RecordingSids already announced
+	RecordingURL string      `json:"recording_url,omitempty"`
+	Voicemail    *Voicemail  `json:"voicemail,omitempty"`
+	Transcript   *Transcript `json:"transcript,omitempty"`
+	Lead         *Lead       `json:"lead,omitempty"`
+	// Emitted lists the event types (and per-recording keys) already published for this call.
+	Emitted []string `json:"emitted,omitempty"`
+}
+
+// HasEmitted reports whether key was already published for this call.
+func (c *CallLog) HasEmitted(key string) bool {
+	for _, k := range c.Emitted {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// Outbox is events and their deliveries to commit with a state change.
+type Outbox struct {
+	Events     []EventRecord
+	Deliveries []Delivery
+}
+
+// CallFilter selects call logs for listing, newest first.
+type CallFilter struct {
+	WorkspaceID int64
+	Limit       int
+	Cursor      int64 // the call_log_id of the last call of the previous page
+}
+
+// CallStore keeps call logs.
+type CallStore interface {
+	// Call returns the call with that CallSid, or ErrNotFound.
+	Call(ctx context.Context, sid string) (CallLog, error)
+	// CallByID returns the call with that call_log_id, or ErrNotFound.
+	CallByID(ctx context.Context, id int64) (CallLog, error)
+	// Calls lists calls newest first.
+	Calls(ctx context.Context, f CallFilter) ([]CallLog, error)
+	// NextCallLogID hands out a call_log_id: increasing, unique, possibly skipping after a restart.
+	NextCallLogID(ctx context.Context) (int64, error)
+	// SaveCall stores c if the stored version is still expect (0: the call must not exist yet),
+	// with the outbox, in one durable commit; otherwise ErrConflict. It returns the call as
+	// stored.
+	SaveCall(ctx context.Context, c CallLog, expect uint64, out Outbox) (CallLog, error)
+	// CallerKnown reports whether an earlier call from that number reached the workspace.
+	CallerKnown(ctx context.Context, workspaceID int64, from string) (bool, error)
 }
