@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	"github.com/ringgate/ringgate/gateway/twilioapi"
+	"github.com/ringgate/ringgate/plugins"
 	"github.com/valyala/fasthttp"
 )
 
@@ -52,6 +54,7 @@ type Gateway struct {
 	store  *badgerstore.Store
 	engine *delivery.Engine
 	calls  *calls.Service
+	wasm   *plugins.Host
 	twilio *ingress.Handler
 	admin  *admin.API
 
@@ -82,10 +85,22 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.store = st
+	host, err := plugins.NewHost(plugins.Options{CacheDir: filepath.Join(cfg.Storage.Path, "wasm-cache"), Logger: opt.Logger})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.wasm = host
+	if err := host.Provision(context.Background(), cfg); err != nil {
+		host.Close()
+		st.Close()
+		return nil, err
+	}
 	g.engine = delivery.New(delivery.Options{
-		Store: st, Clock: opt.Clock, Logger: opt.Logger, Version: Version, Resolver: opt.Resolver,
+		Store: st, Clock: opt.Clock, Logger: opt.Logger, Version: Version, Resolver: opt.Resolver, Transform: host,
 	})
 	if err := g.engine.Provision(context.Background(), cfg); err != nil {
+		host.Close()
 		st.Close()
 		return nil, err
 	}
@@ -228,6 +243,9 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) error {
 	if old.Server.Listen != cfg.Server.Listen || old.Server.Admin.Listen != cfg.Server.Admin.Listen || old.Storage != cfg.Storage {
 		g.log.Warn("listener and storage changes take effect at the next restart")
 	}
+	if err := g.wasm.Provision(ctx, cfg); err != nil {
+		return err
+	}
 	if err := g.engine.Provision(ctx, cfg); err != nil {
 		return err
 	}
@@ -255,6 +273,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.serveWG.Wait()
 	if err := g.engine.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.wasm.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := g.store.Close(); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/ringgate/ringgate/plugins"
 	"github.com/valyala/fasthttp"
 )
 
@@ -52,6 +53,7 @@ func main() {
 		{"publish", benchPublish},
 		{"delivery", benchDelivery},
 		{"callbacks", benchCallbacks},
+		{"transforms", benchTransforms},
 		{"idle-rss", benchIdleRSS},
 	}
 	fmt.Printf("ringbench on %d CPUs; ratios compare with a baseline measured in this run\n\n", nproc())
@@ -218,15 +220,14 @@ func benchDelivery() error {
 
 func deliveryRound() (float64, float64, string, error) {
 	const total = 20000
-	url, got, stop, err := startSink()
+	url, _, stop, err := startSink()
 	if err != nil {
 		return 0, 0, "", err
 	}
-	defer stop()
 	cfg := benchConfig(url)
 	body, _ := sampleEvent().Marshal()
 
-	// Baseline: a bare client, same concurrency as the endpoint's lane.
+	// Baseline: a bare client, same concurrency as the endpoint's lane, same sink.
 	client := &fasthttp.Client{MaxConnsPerHost: cfg.Delivery.MaxInFlight * 2}
 	var n atomic.Int64
 	var wg sync.WaitGroup
@@ -252,7 +253,40 @@ func deliveryRound() (float64, float64, string, error) {
 	wg.Wait()
 	bare := float64(total) / time.Since(start).Seconds()
 	bareCPU := (cpuTime() - cpu0) / total
+	stop()
+	engine, engineCPU, note, err := deliveryRate(nil)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	return engine, bare, fmt.Sprintf("%s; CPU per delivery %s (bare client %s)", note,
+		engineCPU.Round(100*time.Nanosecond), bareCPU.Round(100*time.Nanosecond)), nil
+}
 
+// deliveryRate publishes a backlog to one endpoint (with the transform, if any), then starts the
+// engine and measures deliveries per second until all are delivered and their outcomes committed.
+func deliveryRate(tr *config.Transform) (float64, time.Duration, string, error) {
+	const total = 20000
+	url, got, stop, err := startSink()
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer stop()
+	cfg := benchConfig(url)
+	opts := delivery.Options{Logger: quiet}
+	if tr != nil {
+		cfg.Workspaces[0].Endpoints[0].Transform = tr
+		cache, _ := os.MkdirTemp("", "ringbench-wasm")
+		defer os.RemoveAll(cache)
+		h, err := plugins.NewHost(plugins.Options{CacheDir: cache, Logger: quiet, CheckEvery: -1, PoolSize: 8})
+		if err != nil {
+			return 0, 0, "", err
+		}
+		defer h.Close()
+		if err := h.Provision(context.Background(), cfg); err != nil {
+			return 0, 0, "", err
+		}
+		opts.Transform = h
+	}
 	dir, _ := os.MkdirTemp("", "ringbench")
 	defer os.RemoveAll(dir)
 	st, err := badgerstore.Open(dir, badgerstore.Options{Logger: quiet})
@@ -260,12 +294,14 @@ func deliveryRound() (float64, float64, string, error) {
 		return 0, 0, "", err
 	}
 	defer st.Close()
-	e := delivery.New(delivery.Options{Store: st, Logger: quiet})
+	opts.Store = st
+	e := delivery.New(opts)
 	if err := e.Provision(context.Background(), cfg); err != nil {
 		return 0, 0, "", err
 	}
 	ev := sampleEvent()
 	var pn atomic.Int64
+	var wg sync.WaitGroup
 	for w := 0; w < 64; w++ {
 		wg.Add(1)
 		go func() {
@@ -278,33 +314,31 @@ func deliveryRound() (float64, float64, string, error) {
 	wg.Wait()
 	got.Store(0)
 	c0, o0 := st.Stats()
-	cpu0 = cpuTime()
+	cpu0 := cpuTime()
 	if f := os.Getenv("RINGBENCH_ENGINE_PROFILE"); f != "" {
 		pf, _ := os.Create(f)
 		pprof.StartCPUProfile(pf)
 		defer pprof.StopCPUProfile()
 	}
-	start = time.Now()
+	start := time.Now()
 	if err := e.Start(); err != nil {
 		return 0, 0, "", err
 	}
 	for got.Load() < total {
 		time.Sleep(time.Millisecond)
 	}
-	// Wait for the last attempts' state changes to be committed too.
-	for {
+	for { // wait for the last outcomes to be committed too
 		counts, _ := st.Counts(context.Background())
 		if counts["pending"] == 0 {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
-	engine := float64(total) / time.Since(start).Seconds()
-	engineCPU := (cpuTime() - cpu0) / total
+	rate := float64(total) / time.Since(start).Seconds()
+	cpu := (cpuTime() - cpu0) / total
 	c1, o1 := st.Stats()
 	e.Stop(context.Background())
-	return engine, bare, fmt.Sprintf("%.1f state changes per fsync; CPU per delivery %s (bare client %s)",
-		float64(o1-o0)/float64(c1-c0), engineCPU.Round(100*time.Nanosecond), bareCPU.Round(100*time.Nanosecond)), nil
+	return rate, cpu, fmt.Sprintf("%.1f state changes per fsync", float64(o1-o0)/float64(c1-c0)), nil
 }
 
 // benchIdleRSS: resident memory of `ringgate serve` with the example config after it settles.

@@ -570,3 +570,116 @@ func TestSimulateEveryOutcome(t *testing.T) {
 		}
 	}
 }
+
+// Each example transform end to end: send-tests through the real binary to ringgate sink, the
+// signatures covering the transformed body; a hostile module fails its own deliveries only.
+func TestTransformsEndToEnd(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	ex := func(p string) string { return filepath.Join(root, "plugins/examples", p) }
+	for _, f := range []string{ex("gohighlevel/gohighlevel.wasm"), ex("wat/event-header.wasm"), ex("assemblyscript/build/event-filter.wasm")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v: run make plugins first (make test does)", err)
+		}
+	}
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "loop.wasm")
+	if out, err := exec.Command("wat2wasm", filepath.Join(root, "plugins/testdata/loop.wat"), "-o", loop).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v %s", err, out)
+	}
+	sinkAddr := freePort(t)
+	sinkCmd := exec.Command(binary, "sink", "--listen", sinkAddr, "--secret", e2eSecret)
+	var sinkOut syncBuffer
+	sinkOut.mu, sinkOut.buf = &sync.Mutex{}, &bytes.Buffer{}
+	sinkCmd.Stdout = sinkOut
+	if err := sinkCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sinkCmd.Process.Signal(syscall.SIGTERM); sinkCmd.Wait() }()
+	public, admin := freePort(t), freePort(t)
+	url := "http://" + sinkAddr + "/hook"
+	cfg := fmt.Sprintf(`server: {listen: %s, public_url: "http://%s", admin: {listen: %s, token: %s}}
+storage: {path: %s}
+twilio: {auth_token: e2etoken}
+delivery: {allow_http: true, allow_private_networks: true, retry_schedule: []}
+workspaces:
+  - id: 1
+    name: E2E
+    endpoints:
+      - {id: ghl, name: GHL, url: %q, secret: %q, events: [call.completed], transform: {module: %q, config: {tag: PPC}, timeout: 2s}}
+      - {id: wat, name: WAT, url: %q, secret: %q, events: [call.completed, call.started], transform: {module: %q, config: {drop: call.started}}}
+      - {id: as, name: AS, url: %q, secret: %q, events: [call.completed, call.missed], transform: {module: %q, config: {only: call.completed}}}
+      - {id: loop, name: Loop, url: %q, secret: %q, events: [call.completed], transform: {module: %q}}
+`, public, public, admin, e2eToken, filepath.Join(dir, "data"),
+		url, e2eSecret, ex("gohighlevel/gohighlevel.wasm"), url, e2eSecret, ex("wat/event-header.wasm"),
+		url, e2eSecret, ex("assemblyscript/build/event-filter.wasm"), url, e2eSecret, loop)
+	cfgFile := filepath.Join(dir, "ringgate.yaml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	n := startNode(t, cfgFile, public, admin)
+
+	ids := map[string]string{}
+	for _, c := range []struct{ ep, event string }{{"ghl", "call.completed"}, {"wat", "call.completed"}, {"wat", "call.started"}, {"as", "call.completed"}, {"as", "call.missed"}, {"loop", "call.completed"}} {
+		code, body := n.api("POST", "/api/v1/endpoints/"+c.ep+"/test", `{"event":"`+c.event+`"}`)
+		if code != 202 {
+			t.Fatalf("test %s %s: %d %v", c.ep, c.event, code, body)
+		}
+		ids[c.ep+" "+c.event] = body["delivery_id"].(string)
+	}
+	status := func(id string) (string, map[string]any) {
+		_, d := n.api("GET", "/api/v1/deliveries/"+id, "")
+		s, _ := d["status"].(string)
+		return s, d
+	}
+	want := map[string]string{"ghl call.completed": "success", "wat call.completed": "success", "wat call.started": "filtered",
+		"as call.completed": "success", "as call.missed": "filtered", "loop call.completed": "failed"}
+	deadline := time.Now().Add(20 * time.Second)
+	for k, id := range ids {
+		for {
+			s, d := status(id)
+			if s == want[k] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status %q, want %q: %v", k, s, want[k], d)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	_, d := status(ids["loop call.completed"])
+	if a := d["attempt_log"].([]any)[0].(map[string]any); a["error"] != "transform timed out after 100ms" {
+		t.Errorf("loop: %v", a)
+	}
+	_, d = status(ids["wat call.started"])
+	if a := d["attempt_log"].([]any)[0].(map[string]any); !strings.Contains(fmt.Sprint(a["logs"]), "filtered by config") {
+		t.Errorf("the guest log is not kept with the attempt: %v", a)
+	}
+	// What the sink saw: verified signatures over the transformed bodies, and the guests' headers.
+	sinkOut.mu.Lock()
+	lines := strings.Split(strings.TrimSpace(sinkOut.buf.String()), "\n")
+	sinkOut.mu.Unlock()
+	byID := map[string]sinkLine{}
+	for _, l := range lines {
+		var sl sinkLine
+		if json.Unmarshal([]byte(l), &sl) == nil {
+			byID[sl.WebhookID] = sl
+		}
+	}
+	if len(byID) != 3 {
+		t.Fatalf("sink got %d deliveries, want 3: %v", len(byID), lines)
+	}
+	for _, l := range byID {
+		if !l.SignatureOK || !l.WebhookSignatureOK {
+			t.Errorf("signatures do not cover the transformed body: %+v", l)
+		}
+	}
+	ghl := byID[ids["ghl call.completed"]]
+	if !strings.Contains(string(ghl.Body), `"phone":"+14155551234"`) || !strings.Contains(string(ghl.Body), `"PPC"`) || ghl.Headers["X-Ringgate-Mapper"] != "gohighlevel/1" {
+		t.Errorf("gohighlevel: %s %v", ghl.Body, ghl.Headers)
+	}
+	wat := byID[ids["wat call.completed"]]
+	if wat.Headers["X-Ringgate-Event"] != "call.completed" || !strings.Contains(string(wat.Body), `"event":"call.completed"`) {
+		t.Errorf("wat: %v %.80s", wat.Headers, wat.Body)
+	}
+	if as := byID[ids["as call.completed"]]; as.Headers["X-Ringgate-Event"] != "call.completed" {
+		t.Errorf("assemblyscript: %v", as.Headers)
+	}
+}

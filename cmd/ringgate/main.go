@@ -1,4 +1,4 @@
-// Command ringgate is the gateway's binary: serve, check, simulate, sink and version.
+// Command ringgate is the gateway's binary: serve, check, simulate, sink, plugin and version.
 package main
 
 import (
@@ -27,6 +27,8 @@ Usage:
                                      (outcomes: answered, no-answer, busy, failed, voicemail, blocked)
   ringgate sink    --listen ADDR --secret SECRET [--status N] [--fail-rate F]
                                      a receiver that verifies signatures and prints deliveries
+  ringgate plugin run --module FILE [--event NAME | --input FILE] [--config KEY=VALUE ...]
+                                     run a transform once; prints body, headers, guest log, time
   ringgate version                   print the version
 `
 
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return sink(args[1:], stdout, stderr)
 	case "simulate":
 		return simulate(args[1:], stdout, stderr)
+	case "plugin":
+		return plugin(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ringgate", gateway.Version)
 		return 0

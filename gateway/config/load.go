@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -358,6 +359,17 @@ func (v *validator) workspaces() {
 			if t := e.Transform; t != nil {
 				if t.Module == "" {
 					v.at(ep+".transform.module", "is required")
+				} else {
+					// Relative paths are relative to the config file's directory.
+					if !filepath.IsAbs(t.Module) && v.cfg.File != "config" {
+						t.Module = filepath.Join(filepath.Dir(v.cfg.File), t.Module)
+						v.cfg.Workspaces[wi].Endpoints[ei].Transform.Module = t.Module
+					}
+					if st, err := os.Stat(t.Module); err != nil {
+						v.at(ep+".transform.module", "%s: %v (build the examples with make plugins)", t.Module, errors.Unwrap(err))
+					} else if st.IsDir() {
+						v.at(ep+".transform.module", "%s is a directory, not a .wasm file", t.Module)
+					}
 				}
 				if t.Timeout < time.Millisecond || t.Timeout > 10*time.Second {
 					v.at(ep+".transform.timeout", "must be between 1ms and 10s")

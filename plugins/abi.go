@@ -1,0 +1,205 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// abiModule is the import module of ABI v1.
+const abiModule = "ringgate"
+
+// abiFunctions are the functions ABI v1 provides.
+var abiFunctions = map[string]bool{
+	"input_read": true, "output_write": true, "header_set": true, "config_get": true,
+	"meta_get": true, "log": true, "error_set": true,
+}
+
+// call is the state of one transform call; host functions find it in the context.
+type call struct {
+	input   []byte
+	config  map[string]string
+	meta    delivery.TransformMeta
+	attempt int
+
+	output  []byte
+	headers [][2]string
+	logs    cappedLog
+	errMsg  string
+	breach  string // a limit the guest broke, reported as the failure
+}
+
+type callKey struct{}
+
+// errBreach aborts a guest that broke a limit; call.breach says which.
+var errBreach = errors.New("limit breached")
+
+func current(ctx context.Context) *call { return ctx.Value(callKey{}).(*call) }
+
+// cappedLog keeps the first MaxLog bytes a call logs.
+type cappedLog struct {
+	b         []byte
+	truncated bool
+}
+
+func (l *cappedLog) add(s string) {
+	if room := MaxLog - len(l.b); room < len(s) {
+		if room > 0 {
+			l.b = append(l.b, s[:room]...)
+		}
+		l.truncated = true
+		return
+	}
+	l.b = append(l.b, s...)
+}
+
+func (l *cappedLog) String() string {
+	if l.truncated {
+		return string(l.b) + "\n[log truncated at 4 KiB]"
+	}
+	return string(l.b)
+}
+
+func read(m api.Module, ptr, n uint32) []byte {
+	b, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		panic(errors.New("guest passed a pointer outside its memory"))
+	}
+	return b
+}
+
+func write(m api.Module, ptr uint32, b []byte) {
+	if !m.Memory().Write(ptr, b) {
+		panic(errors.New("guest passed a buffer outside its memory"))
+	}
+}
+
+var i32 = api.ValueTypeI32
+
+func instantiateABI(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(abiModule)
+	fn := func(name string, f api.GoModuleFunc, params, results []api.ValueType) {
+		b.NewFunctionBuilder().WithGoModuleFunction(f, params, results).Export(name)
+	}
+	fn("input_read", inputRead, []api.ValueType{i32, i32}, []api.ValueType{i32})
+	fn("output_write", outputWrite, []api.ValueType{i32, i32}, nil)
+	fn("header_set", headerSet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("config_get", configGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("meta_get", metaGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("log", logFn, []api.ValueType{i32, i32, i32}, nil)
+	fn("error_set", errorSet, []api.ValueType{i32, i32}, nil)
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// input_read(ptr, len) -> i32: copies up to len bytes of the payload; returns its full length.
+func inputRead(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if k := min(int(n), len(c.input)); k > 0 {
+		write(m, ptr, c.input[:k])
+	}
+	stack[0] = api.EncodeI32(int32(len(c.input)))
+}
+
+// output_write(ptr, len): sets the body; a later call replaces it.
+func outputWrite(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if n > MaxOutput {
+		c.breach = "output of " + strconv.Itoa(int(n)) + " bytes exceeds the 1 MiB limit"
+		panic(errBreach)
+	}
+	c.output = append(c.output[:0:0], read(m, ptr, n)...)
+}
+
+var headerName = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_` + "`" + `|~-]{1,128}$`)
+
+// header_set(name_ptr, name_len, value_ptr, value_len) -> i32: 0 ok, -1 refused.
+func headerSet(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	name := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
+	value := string(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
+	if !headerName.MatchString(name) || config.ReservedHeader(name) || len(value) > 8<<10 || strings.ContainsAny(value, "\r\n\x00") || len(c.headers) >= 64 {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
+	for i, h := range c.headers {
+		if strings.EqualFold(h[0], name) {
+			c.headers[i][1] = value
+			stack[0] = 0
+			return
+		}
+	}
+	c.headers = append(c.headers, [2]string{name, value})
+	stack[0] = 0
+}
+
+// lookup answers config_get and meta_get: copies the value when it fits in buf_limit and
+// returns its length, -1 when absent.
+func lookup(m api.Module, stack []uint64, get func(string) (string, bool)) {
+	key := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
+	v, ok := get(key)
+	if !ok {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
+	if len(v) <= int(api.DecodeU32(stack[3])) {
+		write(m, api.DecodeU32(stack[2]), []byte(v))
+	}
+	stack[0] = api.EncodeI32(int32(len(v)))
+}
+
+func configGet(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	lookup(m, stack, func(k string) (string, bool) { v, ok := c.config[k]; return v, ok })
+}
+
+func metaGet(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	lookup(m, stack, func(k string) (string, bool) {
+		switch k {
+		case "event":
+			return c.meta.Event, true
+		case "endpoint_id":
+			return c.meta.EndpointID, true
+		case "endpoint_url":
+			return c.meta.EndpointURL, true
+		case "workspace_id":
+			return strconv.FormatInt(c.meta.WorkspaceID, 10), true
+		case "delivery_id":
+			return c.meta.DeliveryID, true
+		case "attempt":
+			return strconv.Itoa(c.attempt), true
+		}
+		return "", false
+	})
+}
+
+var levels = [...]string{"debug", "info", "warn", "error"}
+
+// log(level, ptr, len): a line kept with the attempt.
+func logFn(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	lvl := api.DecodeU32(stack[0])
+	name := "info"
+	if int(lvl) < len(levels) {
+		name = levels[lvl]
+	}
+	msg := read(m, api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
+	c.logs.add(name + ": " + string(msg[:min(len(msg), MaxLog)]) + "\n")
+}
+
+// error_set(ptr, len): the message when transform returns an error code.
+func errorSet(ctx context.Context, m api.Module, stack []uint64) {
+	c := current(ctx)
+	b := read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	c.errMsg = string(b[:min(len(b), MaxError)])
+}

@@ -1,0 +1,29 @@
+//go:build wasip1
+
+// Command gohighlevel is a ringgate transform that maps call events to a GoHighLevel
+// inbound-webhook body (see package mapping). Build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o gohighlevel.wasm ./plugins/examples/gohighlevel
+//
+// Config: tag (optional) is added to the contact's tags.
+package main
+
+import (
+	"github.com/ringgate/ringgate/plugins/examples/gohighlevel/mapping"
+	"github.com/ringgate/ringgate/plugins/pdk"
+)
+
+func main() {}
+
+//go:wasmexport transform
+func transform(n int32) int32 {
+	tag, _ := pdk.Config("tag")
+	out, err := mapping.Map(pdk.Input(), tag)
+	if err != nil {
+		pdk.Error(err.Error())
+		return pdk.Fail
+	}
+	pdk.Output(out)
+	pdk.SetHeader("X-Ringgate-Mapper", "gohighlevel/1")
+	return pdk.Deliver
+}

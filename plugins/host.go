@@ -1,0 +1,407 @@
+// Package plugins hosts endpoint transforms: WebAssembly modules run on wazero under the guest
+// ABI v1 (reactor modules exporting transform, and WASI command modules), each compiled once with
+// an on-disk compilation cache, reactor instances pooled per module and endpoint, every call
+// bounded by a deadline, a memory cap and input, output and log caps, with deterministic clocks
+// and randomness and no filesystem, network or environment.
+package plugins
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Limits of one call (the ABI's defaults; timeout and memory come from the endpoint's config).
+const (
+	MaxInput  = 1 << 20
+	MaxOutput = 1 << 20
+	MaxLog    = 4 << 10
+	MaxError  = 1 << 10
+)
+
+// Kind tells reactor modules (export transform) from command modules (export _start).
+type Kind int
+
+const (
+	Reactor Kind = iota
+	Command
+)
+
+func (k Kind) String() string { return [...]string{"reactor", "command"}[k] }
+
+// Options build a Host.
+type Options struct {
+	// CacheDir keeps compiled modules across restarts ("" : in memory only).
+	CacheDir string
+	Logger   *slog.Logger
+	// PoolSize caps the reactor instances kept per module and endpoint (default 4).
+	PoolSize int
+	// CheckEvery is how often module files are checked for changes (default 1s; negative: never).
+	CheckEvery time.Duration
+	// NoDeadline skips deadline enforcement (benchmarks measure what it costs).
+	NoDeadline bool
+}
+
+// Host runs transforms. It implements delivery.Transformer.
+type Host struct {
+	opt   Options
+	cache wazero.CompilationCache
+
+	mu       sync.Mutex
+	runtimes map[uint32]*runtime // by memory limit in pages
+	pools    map[poolKey]*pool
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+var _ delivery.Transformer = (*Host)(nil)
+
+// runtime is a wazero runtime for one memory limit, with the host modules instantiated.
+type runtime struct {
+	r       wazero.Runtime
+	modules map[string]*module // by path: compiled once per file version
+}
+
+type poolKey struct {
+	endpoint, path string
+	pages          uint32
+}
+
+// NewHost returns a host; Close releases it.
+func NewHost(opt Options) (*Host, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.PoolSize <= 0 {
+		opt.PoolSize = 4
+	}
+	if opt.CheckEvery == 0 {
+		opt.CheckEvery = time.Second
+	}
+	h := &Host{opt: opt, runtimes: map[uint32]*runtime{}, pools: map[poolKey]*pool{}, stop: make(chan struct{})}
+	if opt.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opt.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache at %s: %w", opt.CacheDir, err)
+		}
+		h.cache = c
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	if opt.CheckEvery > 0 {
+		h.wg.Add(1)
+		go h.watch()
+	}
+	return h, nil
+}
+
+// Close stops the watcher and closes every runtime. It is idempotent.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	close(h.stop)
+	rts := h.runtimes
+	h.mu.Unlock()
+	h.wg.Wait()
+	var errs []error
+	for _, rt := range rts {
+		errs = append(errs, rt.r.Close(context.Background()))
+	}
+	errs = append(errs, h.cache.Close(context.Background()))
+	return errors.Join(errs...)
+}
+
+func pages(limit config.ByteSize) uint32 {
+	p := uint32(int64(limit) / 65536)
+	if p == 0 {
+		p = 1
+	}
+	return p
+}
+
+// runtimeFor returns the runtime of a memory limit, creating it. h.mu is held.
+func (h *Host) runtimeFor(ctx context.Context, p uint32) (*runtime, error) {
+	if rt := h.runtimes[p]; rt != nil {
+		return rt, nil
+	}
+	cfg := wazero.NewRuntimeConfig().
+		WithCompilationCache(h.cache).
+		WithMemoryLimitPages(p).
+		WithCloseOnContextDone(!h.opt.NoDeadline)
+	r := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	if err := instantiateABI(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	rt := &runtime{r: r, modules: map[string]*module{}}
+	h.runtimes[p] = rt
+	return rt, nil
+}
+
+// module is one version of a compiled file.
+type module struct {
+	path     string
+	compiled wazero.CompiledModule
+	kind     Kind
+	mtime    time.Time
+	size     int64
+	hash     [32]byte
+}
+
+// load compiles the file at path for rt, or returns the version already compiled when the file
+// has not changed. h.mu is held.
+func (h *Host) load(ctx context.Context, rt *runtime, path string) (*module, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("transform module: %w", err)
+	}
+	if m := rt.modules[path]; m != nil && m.mtime.Equal(st.ModTime()) && m.size == st.Size() {
+		return m, nil
+	}
+	m, err := compile(ctx, rt.r, path)
+	if err != nil {
+		return nil, err
+	}
+	m.mtime, m.size = st.ModTime(), st.Size()
+	if old := rt.modules[path]; old != nil && old.hash == m.hash {
+		m.compiled.Close(ctx)
+		old.mtime, old.size = m.mtime, m.size
+		return old, nil
+	}
+	rt.modules[path] = m
+	return m, nil
+}
+
+// compile reads, compiles and classifies a module, with the reasons an integrator needs.
+func compile(ctx context.Context, r wazero.Runtime, path string) (*module, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("transform module: %w", err)
+	}
+	if len(b) < 8 || string(b[:4]) != "\x00asm" {
+		return nil, fmt.Errorf("transform module %s is not a WebAssembly binary (no \\0asm header)", path)
+	}
+	cm, err := r.CompileModule(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("transform module %s does not compile: %w", path, err)
+	}
+	m := &module{path: path, compiled: cm, hash: sha256.Sum256(b)}
+	exports := cm.ExportedFunctions()
+	switch {
+	case exports["transform"] != nil:
+		m.kind = Reactor
+		fn := exports["transform"]
+		if p, rs := fn.ParamTypes(), fn.ResultTypes(); len(p) != 1 || p[0] != api.ValueTypeI32 || len(rs) != 1 || rs[0] != api.ValueTypeI32 {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("transform module %s: transform must be (i32) -> i32", path)
+		}
+		if _, ok := cm.ExportedMemories()["memory"]; !ok {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("transform module %s: a reactor module must export its memory", path)
+		}
+	case exports["_start"] != nil:
+		m.kind = Command
+	default:
+		cm.Close(ctx)
+		return nil, fmt.Errorf("transform module %s exports neither transform (reactor) nor _start (command)", path)
+	}
+	for _, imp := range cm.ImportedFunctions() {
+		mod, name, _ := imp.Import()
+		if mod != abiModule && mod != wasi_snapshot_preview1.ModuleName {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("transform module %s imports %s.%s: only %q and %q are provided", path, mod, name, abiModule, wasi_snapshot_preview1.ModuleName)
+		}
+		if mod == abiModule && !abiFunctions[name] {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("transform module %s imports %s.%s, which ABI v1 does not have", path, mod, name)
+		}
+	}
+	return m, nil
+}
+
+// Provision compiles every transform of the config (so a bad module is reported when the config
+// is loaded, not at the first delivery) and drops the pools of endpoints that no longer have one.
+func (h *Host) Provision(ctx context.Context, cfg *config.Config) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	live := map[poolKey]bool{}
+	for _, ws := range cfg.Workspaces {
+		for _, ep := range ws.Endpoints {
+			if ep.Transform == nil {
+				continue
+			}
+			p := pages(ep.Transform.MemoryLimit)
+			rt, err := h.runtimeFor(ctx, p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.ID, err))
+				continue
+			}
+			if _, err := h.load(ctx, rt, ep.Transform.Module); err != nil {
+				errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.ID, err))
+				continue
+			}
+			live[poolKey{ep.ID, ep.Transform.Module, p}] = true
+		}
+	}
+	for k, p := range h.pools {
+		if !live[k] {
+			p.retire()
+			delete(h.pools, k)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// poolFor returns the endpoint's pool on the module's current version.
+func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) {
+	key := poolKey{ep.ID, ep.Transform.Module, pages(ep.Transform.MemoryLimit)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errors.New("plugin host is closed")
+	}
+	if p := h.pools[key]; p != nil {
+		return p, nil
+	}
+	rt, err := h.runtimeFor(ctx, key.pages)
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.load(ctx, rt, ep.Transform.Module)
+	if err != nil {
+		return nil, err
+	}
+	p := newPool(rt.r, m, h.opt.PoolSize, key.pages)
+	h.pools[key] = p
+	return p, nil
+}
+
+// watch swaps the pools of modules whose file changed, so new calls use the new version while
+// calls in flight finish on the old one.
+func (h *Host) watch() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.opt.CheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.checkFiles()
+		}
+	}
+}
+
+func (h *Host) checkFiles() {
+	ctx := context.Background()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, p := range h.pools {
+		cur := p.mod
+		st, err := os.Stat(cur.path)
+		if err != nil || (st.ModTime().Equal(cur.mtime) && st.Size() == cur.size) {
+			continue
+		}
+		m, err := h.load(ctx, h.runtimes[k.pages], cur.path)
+		if err != nil {
+			h.opt.Logger.Error("changed transform module refused; the previous version stays", "module", cur.path, "err", err)
+			continue
+		}
+		if m == cur {
+			continue
+		}
+		h.pools[k] = newPool(h.runtimes[k.pages].r, m, h.opt.PoolSize, k.pages)
+		p.retire()
+		h.opt.Logger.Info("transform module reloaded", "module", cur.path, "endpoint", k.endpoint)
+	}
+}
+
+// Transform runs the endpoint's transform on body.
+func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery.TransformMeta, body []byte) (delivery.TransformResult, error) {
+	t := ep.Transform
+	if len(body) > MaxInput {
+		return delivery.TransformResult{}, fmt.Errorf("payload of %d bytes exceeds the transform input limit of 1 MiB", len(body))
+	}
+	p, err := h.poolFor(ctx, ep)
+	if err != nil {
+		return delivery.TransformResult{}, err
+	}
+	st := &call{input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
+	if !h.opt.NoDeadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	code, err := p.run(ctx, st)
+	res := delivery.TransformResult{Logs: st.logs.String(), Headers: st.headers}
+	if err != nil {
+		switch {
+		case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return res, fmt.Errorf("transform timed out after %s", t.Timeout)
+		case st.breach != "":
+			return res, fmt.Errorf("transform %s", st.breach)
+		case ctx.Err() != nil:
+			return res, fmt.Errorf("transform stopped: %v", ctx.Err())
+		}
+		return res, fmt.Errorf("transform trapped: %v", trim(err))
+	}
+	stats.calls.Add(1)
+	stats.nanos.Add(int64(time.Since(start)))
+	switch {
+	case code == 0:
+		res.Body = st.output // nil: the original payload
+		if p.mod.kind == Command && st.output == nil {
+			res.Drop = true // a command that printed nothing drops the delivery
+		}
+	case code == 1:
+		res.Drop = true
+	default:
+		msg := st.errMsg
+		if msg == "" {
+			msg = "no message (error_set was not called)"
+		}
+		return res, fmt.Errorf("transform failed (code %d): %s", code, msg)
+	}
+	return res, nil
+}
+
+// stats count successful calls, for metrics.
+var stats struct{ calls, nanos atomic.Int64 }
+
+// Stats reports successful transform calls and their total time.
+func Stats() (calls int64, total time.Duration) {
+	return stats.calls.Load(), time.Duration(stats.nanos.Load())
+}
+
+// trim keeps the first line of a guest error (wazero appends the wasm stack trace) and caps it.
+func trim(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

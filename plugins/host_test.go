@@ -1,0 +1,317 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/plugins/examples/gohighlevel/mapping"
+)
+
+// modules holds the test modules, built once: WAT files with wat2wasm (Debian's wabt), the Go
+// GoHighLevel mapper with the standard toolchain.
+var modules string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ringgate-wasm")
+	if err != nil {
+		panic(err)
+	}
+	modules = dir
+	if err := BuildTestModules(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// BuildTestModules compiles testdata/*.wat, examples/wat/*.wat and the GoHighLevel example into dir.
+func BuildTestModules(dir string) error {
+	wats, _ := filepath.Glob("testdata/*.wat")
+	ex, _ := filepath.Glob("examples/wat/*.wat")
+	for _, f := range append(wats, ex...) {
+		out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(f), ".wat")+".wasm")
+		if b, err := exec.Command("wat2wasm", f, "-o", out).CombinedOutput(); err != nil {
+			return fmt.Errorf("wat2wasm %s (install wabt): %v\n%s", f, err, b)
+		}
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "gohighlevel.wasm"), "./examples/gohighlevel")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build gohighlevel: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile("testdata/notwasm.wasm")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "notwasm.wasm"), b, 0o644)
+}
+
+func mod(name string) string { return filepath.Join(modules, name+".wasm") }
+
+func newHost(t testing.TB, opt Options) *Host {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h, err := NewHost(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func endpoint(id, module string, cfg map[string]string) *config.Endpoint {
+	return &config.Endpoint{ID: id, URL: "https://crm.example.com/hook", Transform: &config.Transform{
+		Module: module, Config: cfg, Timeout: 100 * time.Millisecond, MemoryLimit: 64 << 20,
+	}}
+}
+
+var meta = delivery.TransformMeta{Event: "call.completed", EndpointID: "crm", EndpointURL: "https://crm.example.com/hook", DeliveryID: "msg_1", WorkspaceID: 1, Attempt: 1}
+
+func sample(t testing.TB, typ string) []byte {
+	ev, err := events.Sample(typ, events.Workspace{ID: 1, Name: "My Workspace"}, events.SampleTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ev.Marshal()
+	return b
+}
+
+func TestIdentity(t *testing.T) {
+	h := newHost(t, Options{})
+	body := sample(t, "call.completed")
+	for i := 0; i < 3; i++ { // pooled instances are reused
+		res, err := h.Transform(context.Background(), endpoint("crm", mod("identity"), nil), meta, body)
+		if err != nil || string(res.Body) != string(body) || res.Drop {
+			t.Fatalf("identity: %v drop=%v body=%.60s", err, res.Drop, res.Body)
+		}
+	}
+}
+
+func TestEventHeaderExample(t *testing.T) {
+	h := newHost(t, Options{})
+	ep := endpoint("crm", mod("event-header"), map[string]string{"drop": "call.started"})
+	res, err := h.Transform(context.Background(), ep, meta, sample(t, "call.completed"))
+	if err != nil || res.Body != nil || res.Drop || len(res.Headers) != 1 || res.Headers[0] != [2]string{"X-Ringgate-Event", "call.completed"} {
+		t.Fatalf("event-header: %v %+v", err, res)
+	}
+	m := meta
+	m.Event = "call.started"
+	res, err = h.Transform(context.Background(), ep, m, sample(t, "call.started"))
+	if err != nil || !res.Drop || !strings.Contains(res.Logs, "info: filtered by config") {
+		t.Fatalf("filter: %v %+v", err, res)
+	}
+}
+
+// Each hostile guest fails its own call with the documented reason, and the host goes on
+// serving a well-behaved module.
+func TestHostileGuests(t *testing.T) {
+	h := newHost(t, Options{})
+	cases := []struct{ module, want string }{
+		{"loop", "transform timed out after 100ms"},
+		{"membomb", "transform reached its memory limit of 4 MiB and trapped: wasm error: unreachable"},
+		{"bigmem", "does not compile"},
+		{"huge", "transform output of 2097152 bytes exceeds the 1 MiB limit"},
+		{"trap", "transform trapped: wasm error: unreachable"},
+		{"oob", "transform trapped: "},
+		{"noexport", "exports neither transform (reactor) nor _start (command)"},
+		{"badimport", "imports ringgate.open_socket, which ABI v1 does not have"},
+		{"envimport", `imports env.abort: only "ringgate" and "wasi_snapshot_preview1" are provided`},
+		{"notwasm", "is not a WebAssembly binary"},
+		{"errorcode", "transform failed (code 2): payload has no phone number"},
+	}
+	body := sample(t, "call.completed")
+	for _, c := range cases {
+		t.Run(c.module, func(t *testing.T) {
+			start := time.Now()
+			ep := endpoint(c.module, mod(c.module), nil)
+			if c.module == "membomb" {
+				ep.Transform.MemoryLimit = 4 << 20
+			}
+			_, err := h.Transform(context.Background(), ep, meta, body)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("took %s", took)
+			}
+			res, err := h.Transform(context.Background(), endpoint("good", mod("identity"), nil), meta, body)
+			if err != nil || string(res.Body) != string(body) {
+				t.Fatalf("the host stopped serving after %s: %v", c.module, err)
+			}
+		})
+	}
+	// The looping guest keeps failing cleanly; the pool replaces discarded instances.
+	for i := 0; i < 3; i++ {
+		if _, err := h.Transform(context.Background(), endpoint("loop", mod("loop"), nil), meta, body); err == nil {
+			t.Fatal("loop succeeded")
+		}
+	}
+	// Input over 1 MiB is refused before the guest runs.
+	if _, err := h.Transform(context.Background(), endpoint("good", mod("identity"), nil), meta, make([]byte, MaxInput+1)); err == nil || !strings.Contains(err.Error(), "1 MiB") {
+		t.Fatalf("big input: %v", err)
+	}
+}
+
+func TestHeadersAndReservedNames(t *testing.T) {
+	h := newHost(t, Options{})
+	res, err := h.Transform(context.Background(), endpoint("crm", mod("headers"), nil), meta, []byte("{}"))
+	if err != nil || string(res.Body) != "10" || len(res.Headers) != 1 || res.Headers[0] != [2]string{"X-Crm-Key", "secret-123"} {
+		t.Fatalf("headers: %v body=%q %+v", err, res.Body, res.Headers)
+	}
+}
+
+func TestCommandModules(t *testing.T) {
+	h := newHost(t, Options{})
+	body := sample(t, "call.missed")
+	res, err := h.Transform(context.Background(), endpoint("echo", mod("echo-command"), nil), meta, body)
+	if err != nil || string(res.Body) != string(body) {
+		t.Fatalf("echo: %v %.80s", err, res.Body)
+	}
+	res, err = h.Transform(context.Background(), endpoint("silent", mod("silent-command"), nil), meta, body)
+	if err != nil || !res.Drop {
+		t.Fatalf("silent: %v %+v", err, res)
+	}
+	_, err = h.Transform(context.Background(), endpoint("fail", mod("fail-command"), nil), meta, body)
+	if err == nil || err.Error() != "transform failed (code 2): unsupported event" {
+		t.Fatalf("fail: %v", err)
+	}
+}
+
+// The Go mapper gives what the same mapping gives natively, byte for byte, every time.
+func TestGoHighLevel(t *testing.T) {
+	h := newHost(t, Options{})
+	ep := endpoint("ghl", mod("gohighlevel"), map[string]string{"tag": "PPC"})
+	ep.Transform.Timeout = 5 * time.Second // the first call compiles nothing, but be generous on a busy CI
+	for _, typ := range events.Types {
+		body := sample(t, typ)
+		res, err := h.Transform(context.Background(), ep, meta, body)
+		if err != nil {
+			t.Fatalf("%s: %v (logs %s)", typ, err, res.Logs)
+		}
+		want, _ := mapping.Map(body, "PPC")
+		if string(res.Body) != string(want) {
+			t.Fatalf("%s:\n wasm %s\nnative %s", typ, res.Body, want)
+		}
+		if len(res.Headers) != 1 || res.Headers[0][0] != "X-Ringgate-Mapper" {
+			t.Fatalf("headers %+v", res.Headers)
+		}
+	}
+	got, _ := h.Transform(context.Background(), ep, meta, sample(t, "call.completed"))
+	for _, want := range []string{`"phone":"+14155551234"`, `"name":"John Smith"`, `"first_name":"John"`, `"city":"San Francisco"`,
+		`"source":"google"`, `"tags":["Google Ads Campaign","New Caller","PPC"]`, `"gclid":"CjwKCAiA-sample-gclid-123"`, `"call_duration":"145"`} {
+		if !strings.Contains(string(got.Body), want) {
+			t.Errorf("mapped body lacks %s: %s", want, got.Body)
+		}
+	}
+	if _, err := h.Transform(context.Background(), ep, meta, []byte("not json")); err == nil || !strings.Contains(err.Error(), "not a ringgate event") {
+		t.Fatalf("bad payload: %v", err)
+	}
+}
+
+func TestHotReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.wasm")
+	copyFile(t, mod("identity"), path)
+	h := newHost(t, Options{CheckEvery: 10 * time.Millisecond})
+	ep := endpoint("crm", path, nil)
+	res, err := h.Transform(context.Background(), ep, meta, []byte(`{"a":1}`))
+	if err != nil || string(res.Body) != `{"a":1}` {
+		t.Fatalf("before: %v %s", err, res.Body)
+	}
+	copyFile(t, mod("headers"), path+".new")
+	future := time.Now().Add(time.Hour)
+	os.Chtimes(path+".new", future, future)
+	os.Rename(path+".new", path)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err = h.Transform(context.Background(), ep, meta, []byte(`{"a":1}`))
+		if err == nil && string(res.Body) == "10" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed module was not picked up: %v %s", err, res.Body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A broken replacement is refused; the working version stays.
+	os.WriteFile(path+".bad", []byte("garbage"), 0o644)
+	os.Chtimes(path+".bad", future.Add(time.Hour), future.Add(time.Hour))
+	os.Rename(path+".bad", path)
+	time.Sleep(100 * time.Millisecond)
+	if res, err = h.Transform(context.Background(), ep, meta, []byte(`{}`)); err != nil || string(res.Body) != "10" {
+		t.Fatalf("after a broken file: %v %s", err, res.Body)
+	}
+}
+
+func TestCompilationCacheOnDisk(t *testing.T) {
+	cache := t.TempDir()
+	cfg := &config.Config{Workspaces: []config.Workspace{{Endpoints: []config.Endpoint{*endpoint("ghl", mod("gohighlevel"), nil)}}}}
+	h := newHost(t, Options{CacheDir: cache})
+	start := time.Now()
+	if err := h.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	cold := time.Since(start)
+	h.Close()
+	entries, _ := os.ReadDir(cache)
+	if len(entries) == 0 {
+		t.Fatal("nothing cached on disk")
+	}
+	h2 := newHost(t, Options{CacheDir: cache})
+	start = time.Now()
+	if err := h2.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	warm := time.Since(start)
+	t.Logf("compile %s cold, %s from the disk cache", cold, warm)
+	if warm > cold {
+		t.Errorf("the disk cache did not help: %s then %s", cold, warm)
+	}
+	bad := &config.Config{Workspaces: []config.Workspace{{Endpoints: []config.Endpoint{*endpoint("x", mod("notwasm"), nil)}}}}
+	if err := h2.Provision(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "endpoint x") {
+		t.Fatalf("a bad module in the config: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Same input, config and metadata: same output, also when the guest reads clocks and randomness.
+func TestDeterminism(t *testing.T) {
+	h := newHost(t, Options{})
+	ep := endpoint("ghl", mod("gohighlevel"), nil)
+	ep.Transform.Timeout = 5 * time.Second
+	body := sample(t, "call.completed")
+	a, err := h.Transform(context.Background(), ep, meta, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		b, _ := h.Transform(context.Background(), ep, meta, body)
+		if string(a.Body) != string(b.Body) {
+			t.Fatal("output changed between calls")
+		}
+	}
+}

@@ -1,0 +1,82 @@
+//go:build wasip1
+
+package pdk
+
+import "unsafe"
+
+//go:wasmimport ringgate input_read
+func inputRead(ptr, n uint32) int32
+
+//go:wasmimport ringgate output_write
+func outputWrite(ptr, n uint32)
+
+//go:wasmimport ringgate header_set
+func headerSet(namePtr, nameLen, valuePtr, valueLen uint32) int32
+
+//go:wasmimport ringgate config_get
+func configGet(keyPtr, keyLen, bufPtr, bufLimit uint32) int32
+
+//go:wasmimport ringgate meta_get
+func metaGet(keyPtr, keyLen, bufPtr, bufLimit uint32) int32
+
+//go:wasmimport ringgate log
+func logLine(level int32, ptr, n uint32)
+
+//go:wasmimport ringgate error_set
+func errorSet(ptr, n uint32)
+
+func ptr(b []byte) uint32 {
+	if len(b) == 0 {
+		return 0
+	}
+	return uint32(uintptr(unsafe.Pointer(&b[0])))
+}
+
+func sptr(s string) uint32 {
+	if len(s) == 0 {
+		return 0
+	}
+	return uint32(uintptr(unsafe.Pointer(unsafe.StringData(s))))
+}
+
+// Input returns the delivery's payload (the event JSON).
+func Input() []byte {
+	n := inputRead(0, 0)
+	buf := make([]byte, n)
+	inputRead(ptr(buf), uint32(n))
+	return buf
+}
+
+// Output sets the body to send (a later call replaces it).
+func Output(b []byte) { outputWrite(ptr(b), uint32(len(b))) }
+
+// SetHeader adds a request header; false when the gateway refuses it (Signature, webhook-*,
+// Content-Length, Host, User-Agent and malformed names or values).
+func SetHeader(name, value string) bool {
+	return headerSet(sptr(name), uint32(len(name)), sptr(value), uint32(len(value))) == 0
+}
+
+func get(f func(kp, kl, bp, bl uint32) int32, key string) (string, bool) {
+	buf := make([]byte, 256)
+	n := f(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
+	if n < 0 {
+		return "", false
+	}
+	if int(n) > len(buf) {
+		buf = make([]byte, n)
+		f(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
+	}
+	return string(buf[:n]), true
+}
+
+// Config returns the endpoint's transform.config value for key.
+func Config(key string) (string, bool) { return get(configGet, key) }
+
+// Meta returns event, endpoint_id, endpoint_url, workspace_id, delivery_id or attempt.
+func Meta(key string) (string, bool) { return get(metaGet, key) }
+
+// Log records a line with the attempt (capped at 4 KiB per call).
+func Log(level int32, msg string) { logLine(level, sptr(msg), uint32(len(msg))) }
+
+// Error sets the message recorded when transform returns Fail.
+func Error(msg string) { errorSet(sptr(msg), uint32(len(msg))) }

@@ -1,0 +1,10 @@
+;; sets X-Crm-Key (allowed) and tries Signature (refused); writes the two results as the body
+(module (import "ringgate" "header_set" (func $h (param i32 i32 i32 i32) (result i32)))
+  (import "ringgate" "output_write" (func $w (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "X-Crm-Key") (data (i32.const 16) "secret-123") (data (i32.const 32) "Signature")
+  (func (export "transform") (param i32) (result i32)
+    (i32.store8 (i32.const 100) (i32.add (i32.const 48) (i32.add (i32.const 1) (call $h (i32.const 0) (i32.const 9) (i32.const 16) (i32.const 10)))))
+    (i32.store8 (i32.const 101) (i32.add (i32.const 48) (i32.add (i32.const 1) (call $h (i32.const 32) (i32.const 9) (i32.const 16) (i32.const 10)))))
+    (call $w (i32.const 100) (i32.const 2))
+    (i32.const 0)))

@@ -1,0 +1,2 @@
+(module (memory (export "memory") 1)
+  (func (export "transform") (param i32) (result i32) unreachable))
