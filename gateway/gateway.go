@@ -21,6 +21,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/ingress"
+	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	"github.com/ringgate/ringgate/gateway/twilioapi"
@@ -54,6 +55,7 @@ type Gateway struct {
 	store  *badgerstore.Store
 	engine *delivery.Engine
 	calls  *calls.Service
+	track  *sessions.Service
 	wasm   *plugins.Host
 	twilio *ingress.Handler
 	admin  *admin.API
@@ -105,6 +107,15 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.cfg.Store(cfg)
+	g.track = sessions.New(sessions.Options{Store: st, Config: g.Config, Clock: opt.Clock, Logger: opt.Logger})
+	if err := g.track.Provision(context.Background(), cfg); err != nil {
+		host.Close()
+		st.Close()
+		return nil, err
+	}
+	if opt.Sessions == nil {
+		opt.Sessions = g.track
+	}
 	if tw := cfg.Twilio; opt.CallerNames == nil && opt.Transcripts == nil && tw.AccountSID != "" &&
 		(tw.LookupCallerName || tw.IntelligenceServiceSID != "") {
 		api := twilioapi.New(tw.AccountSID, tw.AuthToken, tw.IntelligenceServiceSID, nil)
@@ -244,6 +255,9 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) error {
 		g.log.Warn("listener and storage changes take effect at the next restart")
 	}
 	if err := g.wasm.Provision(ctx, cfg); err != nil {
+		return err
+	}
+	if err := g.track.Provision(ctx, cfg); err != nil {
 		return err
 	}
 	if err := g.engine.Provision(ctx, cfg); err != nil {

@@ -7,12 +7,15 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Handler is the public listener's handler: Twilio callbacks, health checks (and the tracker).
+// Handler is the public listener's handler: Twilio callbacks, the tracker and health checks.
 func (g *Gateway) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := string(ctx.Path())
 		if strings.HasPrefix(path, "/twilio/") {
 			g.twilio.Serve(ctx)
+			return
+		}
+		if g.track.Handler(ctx) {
 			return
 		}
 		switch path {

@@ -54,6 +54,7 @@ func main() {
 		{"delivery", benchDelivery},
 		{"callbacks", benchCallbacks},
 		{"transforms", benchTransforms},
+		{"sessions", benchSessions},
 		{"idle-rss", benchIdleRSS},
 	}
 	fmt.Printf("ringbench on %d CPUs; ratios compare with a baseline measured in this run\n\n", nproc())

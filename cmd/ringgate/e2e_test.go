@@ -683,3 +683,75 @@ workspaces:
 		t.Errorf("assemblyscript: %v", as.Headers)
 	}
 }
+
+// ringgate simulate --session calls the number a visitor session holds; the delivery carries the
+// session's attribution.
+func TestSimulateSession(t *testing.T) {
+	recv := newSlowSink(t, 0)
+	var bodies []string
+	var bmu sync.Mutex
+	recv.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bmu.Lock()
+		bodies = append(bodies, string(b))
+		bmu.Unlock()
+	})
+	dir := t.TempDir()
+	public, admin := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`server: {listen: %s, public_url: "http://%s", admin: {listen: %s, token: %s}}
+storage: {path: %s}
+twilio: {auth_token: e2etoken}
+delivery: {allow_http: true, allow_private_networks: true}
+workspaces:
+  - id: 3
+    name: Tracked
+    tracker: {allowed_origins: ["https://shop.example"]}
+    campaigns:
+      - {id: 1, name: Web, forward_to: "+15550001111", numbers: [{id: 1, number: "+18005550100", pool: true}, {id: 2, number: "+18005550101", pool: true}]}
+    endpoints:
+      - {id: crm, name: CRM, url: %q, events: [call.completed]}
+`, public, public, admin, e2eToken, filepath.Join(dir, "data"), recv.URL)
+	cfgFile := filepath.Join(dir, "ringgate.yaml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	startNode(t, cfgFile, public, admin)
+	req, _ := http.NewRequest("POST", "http://"+public+"/v1/sessions?w=3", strings.NewReader(`{"attribution": {"utm_source": "newsletter", "fbclid": "IwAR-test"}}`))
+	req.Header.Set("Origin", "https://shop.example")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct {
+		SessionID string `json:"session_id"`
+		Number    string `json:"number"`
+	}
+	json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	if sess.SessionID == "" || sess.Number == "" {
+		t.Fatalf("session: %+v", sess)
+	}
+	out, err := exec.Command(binary, "simulate", "--config", cfgFile, "--session", sess.SessionID, "--outcome", "answered", "--quiet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("simulate --session: %v %s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bmu.Lock()
+		n := len(bodies)
+		var body string
+		if n > 0 {
+			body = bodies[0]
+		}
+		bmu.Unlock()
+		if n > 0 {
+			if !strings.Contains(body, `"tracking_number":"`+sess.Number+`"`) || !strings.Contains(body, `"fbclid":"IwAR-test"`) || !strings.Contains(body, `"utm_source":"newsletter"`) {
+				t.Fatalf("delivery without the session's attribution: %s", body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"github.com/ringgate/ringgate/gateway/config"
@@ -19,6 +22,7 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	to := fs.String("to", "", "tracking number called (E.164)")
 	from := fs.String("from", "+14155550123", "caller (E.164, or anonymous)")
 	outcome := fs.String("outcome", "answered", "one of "+strings.Join(twiliosim.Outcomes, ", "))
+	session := fs.String("session", "", "a visitor session id: call the number that session holds (the tracker's heartbeat finds it)")
 	quiet := fs.Bool("quiet", false, "print only the call SID")
 	if fs.Parse(args) != nil {
 		return 2
@@ -31,8 +35,16 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	if *gw == "" {
 		*gw = "http://" + cfg.Server.Listen
 	}
+	if *session != "" {
+		n, err := sessionNumber(*gw, cfg, *session)
+		if err != nil {
+			fmt.Fprintf(stderr, "simulate: --session: %v\n", err)
+			return 1
+		}
+		*to = n
+	}
 	if *to == "" {
-		fmt.Fprintln(stderr, "simulate: --to is required")
+		fmt.Fprintln(stderr, "simulate: --to or --session is required")
 		return 2
 	}
 	log := stderr
@@ -46,4 +58,37 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, sid)
 	return 0
+}
+
+// sessionNumber asks the gateway, as the tracker's heartbeat does, which number a session holds.
+func sessionNumber(gw string, cfg *config.Config, sid string) (string, error) {
+	for _, ws := range cfg.Workspaces {
+		if len(ws.Tracker.AllowedOrigins) == 0 {
+			continue
+		}
+		body, _ := json.Marshal(map[string]any{"session_id": sid})
+		req, err := http.NewRequest("POST", fmt.Sprintf("%s/v1/sessions?w=%d", strings.TrimRight(gw, "/"), ws.ID), bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", strings.TrimRight(ws.Tracker.AllowedOrigins[0], "/"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		var r struct {
+			SessionID string  `json:"session_id"`
+			Number    *string `json:"number"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if r.SessionID == sid {
+			if r.Number == nil {
+				return "", fmt.Errorf("session %s holds no number", sid)
+			}
+			return *r.Number, nil
+		}
+	}
+	return "", fmt.Errorf("no workspace knows session %s (expired?)", sid)
 }

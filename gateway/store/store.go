@@ -169,6 +169,7 @@ type Store interface {
 	Counts(ctx context.Context) (map[Status]int, error)
 
 	CallStore
+	SessionStore
 	Close() error
 }
 
@@ -287,4 +288,29 @@ type CallStore interface {
 	SaveCall(ctx context.Context, c CallLog, expect uint64, out Outbox) (CallLog, error)
 	// CallerKnown reports whether an earlier call from that number reached the workspace.
 	CallerKnown(ctx context.Context, workspaceID int64, from string) (bool, error)
+}
+
+// Session is a website visitor's session: its attribution and the pool number it holds.
+type Session struct {
+	ID          string            `json:"id"`
+	WorkspaceID int64             `json:"workspace_id"`
+	CampaignID  int64             `json:"campaign_id"`
+	Number      string            `json:"number,omitempty"`
+	Attribution map[string]string `json:"attribution"`
+	CreatedAt   time.Time         `json:"created_at"`
+	// AssignedAt is when the session took Number; HoldUntil when it lets go without a heartbeat.
+	AssignedAt time.Time `json:"assigned_at"`
+	HoldUntil  time.Time `json:"hold_until"`
+}
+
+// SessionStore keeps visitor sessions.
+type SessionStore interface {
+	// PutSession stores a session until its hold ends plus ttlGrace. It returns once committed,
+	// without waiting for the fsync (which follows within milliseconds): a session lost to a
+	// power cut costs one attribution, and a browser should not wait on a disk.
+	PutSession(ctx context.Context, s Session, ttlGrace time.Duration) error
+	// Session returns a session, or ErrNotFound.
+	Session(ctx context.Context, id string) (Session, error)
+	// Sessions calls fn for every stored session (to rebuild pools at start).
+	Sessions(ctx context.Context, fn func(Session) error) error
 }

@@ -69,6 +69,9 @@ type op struct {
 	// urgent marks an operation somebody waits on to answer a caller (Publish): its sync waits
 	// at most SyncInterval. Others (attempt outcomes) may wait up to lazySync for company.
 	urgent bool
+	// noSync answers the caller once committed (visible, and safe from a process crash, since the
+	// WAL is a memory-mapped file); the next fsync covers it (at most lazySync later).
+	noSync bool
 }
 
 // lazySync bounds how long a batch of only non-urgent operations waits for its fsync.
@@ -161,9 +164,18 @@ func (s *Store) updateLazy(ctx context.Context, fn func(txn *bdb.Txn) error) err
 	return s.updateOp(ctx, fn, false)
 }
 
+// updateCommitted is update for operations whose callers need not wait for the fsync at all.
+func (s *Store) updateCommitted(ctx context.Context, fn func(txn *bdb.Txn) error) error {
+	return s.updateOpts(ctx, fn, false, true)
+}
+
 func (s *Store) updateOp(ctx context.Context, fn func(txn *bdb.Txn) error, urgent bool) error {
+	return s.updateOpts(ctx, fn, urgent, false)
+}
+
+func (s *Store) updateOpts(ctx context.Context, fn func(txn *bdb.Txn) error, urgent, noSync bool) error {
 	o := opPool.Get().(*op)
-	o.fn, o.urgent = fn, urgent
+	o.fn, o.urgent, o.noSync = fn, urgent, noSync
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -278,7 +290,15 @@ func (s *Store) commit(batch []*op) {
 		batch[0].done <- err
 		return
 	}
-	s.synced <- append([]*op(nil), batch...)
+	wait := make([]*op, 0, len(batch))
+	for _, o := range batch {
+		if o.noSync {
+			o.done <- nil // committed; the next sync makes it durable
+		} else {
+			wait = append(wait, o)
+		}
+	}
+	s.synced <- wait
 }
 
 // syncer fsyncs once for every committed batch waiting, then answers their callers. Under load

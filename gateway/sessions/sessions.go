@@ -1,0 +1,471 @@
+// Package sessions speaks to browsers: it serves the tracker script, creates and refreshes
+// visitor sessions, hands out numbers from a campaign's pool, and answers which session held a
+// number at a time, so that calls carry the visit's attribution.
+package sessions
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/httpx"
+	"github.com/ringgate/ringgate/gateway/store"
+	"github.com/valyala/fasthttp"
+)
+
+//go:embed tracker.js
+var trackerJS []byte
+
+// Fields are the attribution fields a visit carries, named as in the webhook payloads.
+var Fields = []string{
+	"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+	"gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id",
+	"ga_client_id", "ga_session_id", "referrer_url", "landing_page_url",
+}
+
+var known = func() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range Fields {
+		m[f] = true
+	}
+	return m
+}()
+
+// Limits of a session request.
+const (
+	maxBody  = 8 << 10
+	maxValue = 2048
+	// holdGrace keeps a session's record after its hold ends, for calls that start late.
+	holdGrace = 24 * time.Hour
+)
+
+// Options build a Service.
+type Options struct {
+	Store  store.SessionStore
+	Config func() *config.Config
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Service is the tracker's back end. Its pools live in memory, rebuilt from the stored sessions
+// at start; each session is stored as it changes.
+type Service struct {
+	opt Options
+
+	mu       sync.RWMutex
+	pools    map[int64]*pool  // by campaign id
+	byNumber map[string]*pool // pool number -> its pool
+
+	script     []byte
+	scriptGzip []byte
+	etag       string
+
+	created, refreshed atomic.Int64
+}
+
+// New returns a Service; call Provision before use.
+func New(opt Options) *Service {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	s := &Service{opt: opt, pools: map[int64]*pool{}, byNumber: map[string]*pool{}, script: trackerJS}
+	sum := sha256.Sum256(trackerJS)
+	s.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(trackerJS)
+	zw.Close()
+	s.scriptGzip = buf.Bytes()
+	return s
+}
+
+// ScriptSize reports the tracker's size, raw and gzipped.
+func (s *Service) ScriptSize() (raw, gzipped int) { return len(s.script), len(s.scriptGzip) }
+
+// Provision builds the pools of a config, keeping the state of numbers that stay in a pool, and
+// on the first call replays the stored sessions.
+func (s *Service) Provision(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	first := len(s.pools) == 0 && len(s.byNumber) == 0
+	old := s.byNumber
+	pools, byNumber := map[int64]*pool{}, map[string]*pool{}
+	for _, ws := range cfg.Workspaces {
+		for _, cp := range ws.Campaigns {
+			var nums []string
+			for _, n := range cp.Numbers {
+				if n.Pool {
+					nums = append(nums, n.Number)
+				}
+			}
+			if len(nums) == 0 {
+				continue
+			}
+			p := newPool(nums)
+			for _, n := range p.numbers {
+				if op := old[n.e164]; op != nil {
+					op.mu.Lock()
+					if on := op.byE164[n.e164]; on != nil {
+						n.holds, n.released = append([]holding(nil), on.holds...), on.released
+					}
+					op.mu.Unlock()
+				}
+				byNumber[n.e164] = p
+			}
+			pools[cp.ID] = p
+		}
+	}
+	s.pools, s.byNumber = pools, byNumber
+	s.mu.Unlock()
+	if !first {
+		return nil
+	}
+	var all []store.Session
+	err := s.opt.Store.Sessions(ctx, func(ss store.Session) error {
+		if ss.Number != "" {
+			all = append(all, ss)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore sessions: %w", err)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].AssignedAt.Before(all[j].AssignedAt) })
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ss := range all {
+		if p := s.pools[ss.CampaignID]; p != nil {
+			p.restore(ss.ID, ss.Number, ss.AssignedAt, ss.HoldUntil)
+		}
+	}
+	s.opt.Logger.Debug("visitor sessions restored", "sessions", len(all))
+	return nil
+}
+
+// Handler serves GET /t.js and POST (and OPTIONS) /v1/sessions; it reports false for other paths.
+func (s *Service) Handler(ctx *fasthttp.RequestCtx) bool {
+	switch string(ctx.Path()) {
+	case "/t.js":
+		s.serveScript(ctx)
+	case "/v1/sessions":
+		s.serveSession(ctx)
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *Service) serveScript(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	h := &ctx.Response.Header
+	h.Set("ETag", s.etag)
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	if string(ctx.Request.Header.Peek("If-None-Match")) == s.etag {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	ctx.SetContentType("application/javascript; charset=utf-8")
+	if ctx.Request.Header.HasAcceptEncoding("gzip") {
+		h.Set("Content-Encoding", "gzip")
+		ctx.SetBody(s.scriptGzip)
+		return
+	}
+	ctx.SetBody(s.script)
+}
+
+// request is what the tracker posts.
+type request struct {
+	WorkspaceID int64             `json:"workspace_id"`
+	SessionID   string            `json:"session_id"`
+	Attribution map[string]string `json:"attribution"`
+}
+
+// Response is what the tracker gets back.
+type Response struct {
+	SessionID     string    `json:"session_id"`
+	Number        *string   `json:"number"`
+	NumberDisplay *string   `json:"number_display"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	SwapNumbers   []string  `json:"swap_numbers"`
+}
+
+// errOrigin is a request from a site the workspace does not allow.
+var errOrigin = errors.New("origin not allowed")
+
+func (s *Service) cors(ctx *fasthttp.RequestCtx, ws *config.Workspace) error {
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	for _, o := range ws.Tracker.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			h := &ctx.Response.Header
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Vary", "Origin")
+			h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+			return nil
+		}
+	}
+	return errOrigin
+}
+
+func (s *Service) serveSession(ctx *fasthttp.RequestCtx) {
+	cfg := s.opt.Config()
+	var ws *config.Workspace
+	if w := ctx.QueryArgs().Peek("w"); len(w) > 0 {
+		id, err := strconv.ParseInt(string(w), 10, 64)
+		if err != nil {
+			httpx.Error(ctx, 400, "bad_request", "w must be a workspace id")
+			return
+		}
+		if ws = cfg.Workspace(id); ws == nil {
+			httpx.Error(ctx, 404, "unknown_workspace", "no workspace "+string(w))
+			return
+		}
+	}
+	if ctx.IsOptions() { // CORS preflight
+		if ws == nil || s.cors(ctx, ws) != nil {
+			ctx.SetStatusCode(fasthttp.StatusForbidden)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
+		httpx.Error(ctx, 405, "method_not_allowed", "POST a session")
+		return
+	}
+	body := ctx.PostBody()
+	if len(body) > maxBody {
+		httpx.Error(ctx, 413, "too_large", "a session request is at most 8 KiB")
+		return
+	}
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httpx.Error(ctx, 400, "bad_request", "body must be JSON {workspace_id, session_id, attribution}: "+err.Error())
+		return
+	}
+	if ws == nil {
+		if ws = cfg.Workspace(req.WorkspaceID); ws == nil {
+			httpx.Error(ctx, 404, "unknown_workspace", fmt.Sprintf("no workspace %d", req.WorkspaceID))
+			return
+		}
+	} else if req.WorkspaceID != 0 && req.WorkspaceID != ws.ID {
+		httpx.Error(ctx, 400, "bad_request", "workspace_id and w disagree")
+		return
+	}
+	if err := s.cors(ctx, ws); err != nil {
+		httpx.Error(ctx, 403, "origin_not_allowed", "this site is not in the workspace's tracker.allowed_origins")
+		return
+	}
+	for k, v := range req.Attribution {
+		if !known[k] {
+			httpx.Error(ctx, 400, "bad_request", fmt.Sprintf("%q is not an attribution field", k))
+			return
+		}
+		if len(v) > maxValue {
+			httpx.Error(ctx, 400, "bad_request", fmt.Sprintf("%s is over %d characters", k, maxValue))
+			return
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := s.Session(sctx, ws, req.SessionID, req.Attribution)
+	if err != nil {
+		s.opt.Logger.Error("visitor session", "workspace", ws.ID, "err", err)
+		httpx.Error(ctx, 503, "unavailable", "the session could not be stored")
+		return
+	}
+	httpx.JSON(ctx, 200, resp)
+}
+
+// Session creates a session (or refreshes the one given) in the workspace and assigns it a
+// number from the pool of the first campaign whose source matches the visit.
+func (s *Service) Session(ctx context.Context, ws *config.Workspace, id string, attr map[string]string) (Response, error) {
+	now := s.opt.Clock.Now()
+	var sess store.Session
+	if id != "" && len(id) <= 64 {
+		if old, err := s.opt.Store.Session(ctx, id); err == nil && old.WorkspaceID == ws.ID {
+			sess = old // first touch wins: the visit keeps the attribution it started with
+		}
+	}
+	if sess.ID == "" {
+		sess = store.Session{ID: newID(), WorkspaceID: ws.ID, Attribution: clean(attr), CreatedAt: now}
+		if cp := Choose(ws, sess.Attribution); cp != nil {
+			sess.CampaignID = cp.ID
+		}
+		s.created.Add(1)
+	} else {
+		s.refreshed.Add(1)
+	}
+	resp := Response{SessionID: sess.ID, SwapNumbers: []string{}}
+	cp := ws.Campaign(sess.CampaignID)
+	s.mu.RLock()
+	p := s.pools[sess.CampaignID]
+	s.mu.RUnlock()
+	until := now.Add(ws.Tracker.SessionHold)
+	if cp != nil && p != nil {
+		number, from, reused := p.assign(sess.ID, sess.Number, now, until)
+		if reused {
+			s.opt.Logger.Warn("number pool exhausted: reusing the longest-held number", "campaign", cp.ID, "number", number)
+		}
+		sess.Number, sess.AssignedAt, sess.HoldUntil = number, from, until
+		display := Display(number)
+		resp.Number, resp.NumberDisplay = &number, &display
+		resp.SwapNumbers = append(resp.SwapNumbers, cp.SwapNumbers...)
+	} else {
+		sess.Number, sess.HoldUntil = "", until
+	}
+	resp.ExpiresAt = until.UTC()
+	if err := s.opt.Store.PutSession(ctx, sess, holdGrace); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}
+
+func clean(attr map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range attr {
+		if v = strings.TrimSpace(v); v != "" && known[k] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+var idEnc = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newID() string {
+	b := make([]byte, 15)
+	rand.Read(b)
+	return "s_" + strings.ToLower(idEnc.EncodeToString(b))
+}
+
+// Choose returns the first campaign with a pool whose source matches the visit: every key equal
+// (case-insensitive), "*" for any value, and referrer matching the referrer's host.
+func Choose(ws *config.Workspace, visit map[string]string) *config.Campaign {
+	for i := range ws.Campaigns {
+		cp := &ws.Campaigns[i]
+		pooled := false
+		for _, n := range cp.Numbers {
+			pooled = pooled || n.Pool
+		}
+		if pooled && matches(cp.Source, visit) {
+			return cp
+		}
+	}
+	return nil
+}
+
+func matches(source, visit map[string]string) bool {
+	for k, want := range source {
+		if k == "referrer" {
+			u, err := url.Parse(visit["referrer_url"])
+			if err != nil || !strings.Contains(strings.ToLower(u.Hostname()), strings.ToLower(want)) {
+				return false
+			}
+			continue
+		}
+		got := visit[k]
+		if want == "*" {
+			if got == "" {
+				return false
+			}
+			continue
+		}
+		if !strings.EqualFold(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// Display formats a number for people: (800) 555-1234 for North American numbers.
+func Display(e164 string) string {
+	if len(e164) == 12 && strings.HasPrefix(e164, "+1") {
+		d := e164[2:]
+		return "(" + d[:3] + ") " + d[3:6] + "-" + d[6:]
+	}
+	return e164
+}
+
+// Match implements calls.SessionMatcher: the attribution of the session that held the number at
+// t, or nil.
+func (s *Service) Match(ctx context.Context, workspaceID int64, number string, t time.Time) (*store.Attribution, error) {
+	s.mu.RLock()
+	p := s.byNumber[number]
+	s.mu.RUnlock()
+	if p == nil {
+		return nil, nil
+	}
+	id, ok := p.holder(number, t)
+	if !ok {
+		return nil, nil
+	}
+	sess, err := s.opt.Store.Session(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sess.WorkspaceID != workspaceID {
+		return nil, nil
+	}
+	return &store.Attribution{SessionID: sess.ID, Fields: sess.Attribution}, nil
+}
+
+// Stats are the tracker's figures, for metrics.
+type Stats struct {
+	Created, Refreshed int64
+	Pools              []PoolStats
+}
+
+// PoolStats is one campaign's pool.
+type PoolStats struct {
+	CampaignID int64
+	Held, Size int
+	Reuses     int64
+}
+
+// Stats reports sessions handled and pool use now.
+func (s *Service) Stats() Stats {
+	now := s.opt.Clock.Now()
+	st := Stats{Created: s.created.Load(), Refreshed: s.refreshed.Load()}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, p := range s.pools {
+		held, size, reuses := p.stats(now)
+		st.Pools = append(st.Pools, PoolStats{CampaignID: id, Held: held, Size: size, Reuses: reuses})
+	}
+	sort.Slice(st.Pools, func(i, j int) bool { return st.Pools[i].CampaignID < st.Pools[j].CampaignID })
+	return st
+}

@@ -1,0 +1,237 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/config"
+	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/valyala/fasthttp"
+)
+
+func testConfig(t testing.TB, pool int) *config.Config {
+	t.Helper()
+	var nums []string
+	for i := 0; i < pool; i++ {
+		nums = append(nums, fmt.Sprintf(`{id: %d, number: "+1800555%04d", name: "Pool %d", pool: true}`, i+1, i, i))
+	}
+	y := fmt.Sprintf(`
+server: {public_url: "https://calls.example.com", admin: {token: "0123456789abcdef"}}
+twilio: {auth_token: x}
+workspaces:
+  - id: 1
+    name: W
+    tracker: {allowed_origins: ["https://example.com"], session_hold: 30m}
+    campaigns:
+      - {id: 7, name: Google, forward_to: "+15550001111", source: {utm_source: google, utm_medium: cpc}, swap_numbers: ["+15550001111"], numbers: [%s]}
+      - {id: 8, name: Facebook, forward_to: "+15550001111", source: {fbclid: "*"}, numbers: [{id: 90, number: "+18009990000", pool: true}]}
+      - {id: 9, name: Anyone, forward_to: "+15550001111", numbers: [{id: 91, number: "+18009990001", pool: true}, {id: 92, number: "+18009990002", pool: false}]}
+  - id: 2
+    name: Other
+    campaigns:
+      - {id: 10, name: Other, forward_to: "+15550001111", numbers: [{id: 1, number: "+18007770000", pool: true}]}
+`, strings.Join(nums, ", "))
+	cfg, err := config.Parse([]byte(y), "t.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func newService(t testing.TB, cfg *config.Config, clk clock.Clock) (*Service, *badgerstore.Store) {
+	t.Helper()
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := New(Options{Store: st, Config: func() *config.Config { return cfg }, Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := s.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
+
+var google = map[string]string{"utm_source": "google", "utm_medium": "cpc", "gclid": "abc"}
+
+func TestPoolAssignment(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	cfg := testConfig(t, 3)
+	s, _ := newService(t, cfg, fake)
+	ws := &cfg.Workspaces[0]
+	ctx := context.Background()
+	a, _ := s.Session(ctx, ws, "", google)
+	b, _ := s.Session(ctx, ws, "", google)
+	c, _ := s.Session(ctx, ws, "", google)
+	if *a.Number == *b.Number || *b.Number == *c.Number || *a.Number == *c.Number {
+		t.Fatalf("three visitors share numbers: %s %s %s", *a.Number, *b.Number, *c.Number)
+	}
+	if *a.NumberDisplay != Display(*a.Number) || !strings.HasPrefix(*a.NumberDisplay, "(800) 555-") || len(a.SwapNumbers) != 1 {
+		t.Fatalf("display %s swap %v", *a.NumberDisplay, a.SwapNumbers)
+	}
+	// The same visitor keeps its number; its hold is extended.
+	fake.Advance(20 * time.Minute)
+	a2, _ := s.Session(ctx, ws, a.SessionID, google)
+	if a2.SessionID != a.SessionID || *a2.Number != *a.Number || !a2.ExpiresAt.After(a.ExpiresAt) {
+		t.Fatalf("refresh: %+v vs %+v", a2, a)
+	}
+	// b and c lapse (no heartbeat): the next visitor gets the least recently used free one (b's).
+	fake.Advance(15 * time.Minute)
+	d, _ := s.Session(ctx, ws, "", google)
+	if *d.Number != *b.Number {
+		t.Fatalf("LRU: got %s, want %s (b's, released first)", *d.Number, *b.Number)
+	}
+	// Matching: a call to b's number at the time b held it goes to b's session.
+	at := fake.Now().Add(-30 * time.Minute)
+	attr, err := s.Match(ctx, 1, *b.Number, at)
+	if err != nil || attr == nil || attr.SessionID != b.SessionID || attr.Fields["gclid"] != "abc" {
+		t.Fatalf("match b: %+v %v", attr, err)
+	}
+	if attr, _ := s.Match(ctx, 1, *b.Number, fake.Now()); attr == nil || attr.SessionID != d.SessionID {
+		t.Fatalf("match d now: %+v", attr)
+	}
+	if attr, _ := s.Match(ctx, 2, *b.Number, fake.Now()); attr != nil {
+		t.Fatal("matched across workspaces")
+	}
+	if attr, _ := s.Match(ctx, 1, "+15550001111", fake.Now()); attr != nil {
+		t.Fatal("a static number matched a session")
+	}
+	// Restart: the pools come back from the store.
+	s2 := New(Options{Store: s.opt.Store, Config: s.opt.Config, Clock: fake})
+	if err := s2.Provision(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if attr, _ := s2.Match(ctx, 1, *d.Number, fake.Now()); attr == nil || attr.SessionID != d.SessionID {
+		t.Fatalf("after restart: %+v", attr)
+	}
+}
+
+func TestPoolOfOneManyVisitors(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	cfg := testConfig(t, 1)
+	s, _ := newService(t, cfg, fake)
+	ws := &cfg.Workspaces[0]
+	var ids []string
+	for i := 0; i < 5; i++ {
+		r, err := s.Session(context.Background(), ws, "", google)
+		if err != nil || *r.Number != "+18005550000" {
+			t.Fatalf("visitor %d: %+v %v", i, r, err)
+		}
+		ids = append(ids, r.SessionID)
+		fake.Advance(time.Minute)
+	}
+	st := s.Stats()
+	if st.Pools[0].Reuses != 4 || st.Pools[0].Held != 1 || st.Created != 5 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The newest visitor holds it now; a call two minutes ago belongs to the visitor then.
+	if attr, _ := s.Match(context.Background(), 1, "+18005550000", fake.Now()); attr.SessionID != ids[4] {
+		t.Fatalf("now: %s", attr.SessionID)
+	}
+	if attr, _ := s.Match(context.Background(), 1, "+18005550000", fake.Now().Add(-150*time.Second)); attr.SessionID != ids[2] {
+		t.Fatalf("earlier: %s want %s", attr.SessionID, ids[2])
+	}
+}
+
+func TestCampaignChoice(t *testing.T) {
+	cfg := testConfig(t, 2)
+	ws := &cfg.Workspaces[0]
+	for _, c := range []struct {
+		visit map[string]string
+		want  int64
+	}{
+		{map[string]string{"utm_source": "Google", "utm_medium": "CPC"}, 7},
+		{map[string]string{"utm_source": "google"}, 9}, // medium missing: not campaign 7
+		{map[string]string{"fbclid": "x"}, 8},
+		{map[string]string{}, 9},
+	} {
+		if got := Choose(ws, c.visit); got == nil || got.ID != c.want {
+			t.Errorf("%v: got %v, want campaign %d", c.visit, got, c.want)
+		}
+	}
+}
+
+func post(s *Service, path, origin, body string) (int, string, string) {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI(path)
+	if origin != "" {
+		ctx.Request.Header.Set("Origin", origin)
+	}
+	ctx.Request.SetBodyString(body)
+	s.Handler(&ctx)
+	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("Access-Control-Allow-Origin"))
+}
+
+func TestBadSessionRequests(t *testing.T) {
+	cfg := testConfig(t, 2)
+	s, _ := newService(t, cfg, clock.Real{})
+	ok := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	for _, c := range []struct {
+		name, path, origin, body string
+		code                     int
+		msg                      string
+	}{
+		{"good", "/v1/sessions?w=1", "https://example.com", ok, 200, `"number":"+1800555`},
+		{"disallowed origin", "/v1/sessions?w=1", "https://evil.example", ok, 403, "origin_not_allowed"},
+		{"no origin", "/v1/sessions?w=1", "", ok, 403, "origin_not_allowed"},
+		{"unknown workspace", "/v1/sessions?w=99", "https://example.com", ok, 404, "unknown_workspace"},
+		{"bad w", "/v1/sessions?w=x", "https://example.com", ok, 400, "workspace id"},
+		{"malformed", "/v1/sessions?w=1", "https://example.com", `{"attribution": `, 400, "bad_request"},
+		{"unknown key", "/v1/sessions?w=1", "https://example.com", `{"visitor": 1}`, 400, "unknown field"},
+		{"unknown field", "/v1/sessions?w=1", "https://example.com", `{"attribution": {"password": "x"}}`, 400, "not an attribution field"},
+		{"too long", "/v1/sessions?w=1", "https://example.com", `{"attribution": {"utm_term": "` + strings.Repeat("x", 3000) + `"}}`, 400, "over 2048"},
+		{"oversized", "/v1/sessions?w=1", "https://example.com", `{"attribution": {"utm_term": "` + strings.Repeat("x", 9000) + `"}}`, 413, "8 KiB"},
+		{"workspace disagrees", "/v1/sessions?w=1", "https://example.com", `{"workspace_id": 2}`, 400, "disagree"},
+	} {
+		code, body, acao := post(s, c.path, c.origin, c.body)
+		if code != c.code || !strings.Contains(body, c.msg) {
+			t.Errorf("%s: %d %s", c.name, code, body)
+		}
+		if c.code == 200 && acao != "https://example.com" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q", c.name, acao)
+		}
+		if c.code == 403 && acao != "" {
+			t.Errorf("%s: CORS granted to a refused origin", c.name)
+		}
+	}
+	// Preflight.
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("OPTIONS")
+	ctx.Request.SetRequestURI("/v1/sessions?w=1")
+	ctx.Request.Header.Set("Origin", "https://example.com")
+	s.Handler(&ctx)
+	if ctx.Response.StatusCode() != 204 || string(ctx.Response.Header.Peek("Access-Control-Allow-Methods")) == "" {
+		t.Errorf("preflight: %d", ctx.Response.StatusCode())
+	}
+}
+
+func TestScript(t *testing.T) {
+	s, _ := newService(t, testConfig(t, 1), clock.Real{})
+	raw, gz := s.ScriptSize()
+	if gz >= 5<<10 {
+		t.Fatalf("tracker is %d bytes gzipped, over 5 KB", gz)
+	}
+	t.Logf("tracker: %d bytes, %d gzipped", raw, gz)
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/t.js?w=1")
+	ctx.Request.Header.Set("Accept-Encoding", "gzip")
+	s.Handler(&ctx)
+	etag := string(ctx.Response.Header.Peek("ETag"))
+	if ctx.Response.StatusCode() != 200 || etag == "" || string(ctx.Response.Header.Peek("Content-Encoding")) != "gzip" {
+		t.Fatalf("script: %d %q", ctx.Response.StatusCode(), etag)
+	}
+	var again fasthttp.RequestCtx
+	again.Request.SetRequestURI("/t.js?w=1")
+	again.Request.Header.Set("If-None-Match", etag)
+	s.Handler(&again)
+	if again.Response.StatusCode() != 304 {
+		t.Fatalf("conditional GET: %d", again.Response.StatusCode())
+	}
+}
