@@ -21,6 +21,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/ingress"
+	"github.com/ringgate/ringgate/gateway/metrics"
 	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
@@ -56,6 +57,7 @@ type Gateway struct {
 	engine *delivery.Engine
 	calls  *calls.Service
 	track  *sessions.Service
+	stats  *metrics.Metrics
 	wasm   *plugins.Host
 	twilio *ingress.Handler
 	admin  *admin.API
@@ -98,8 +100,10 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		st.Close()
 		return nil, err
 	}
+	g.stats = metrics.New(metrics.Sources{Store: st, Engine: g.Engine, Transform: plugins.Stats})
 	g.engine = delivery.New(delivery.Options{
 		Store: st, Clock: opt.Clock, Logger: opt.Logger, Version: Version, Resolver: opt.Resolver, Transform: host,
+		Observer: g.stats,
 	})
 	if err := g.engine.Provision(context.Background(), cfg); err != nil {
 		host.Close()
@@ -128,10 +132,11 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		Store: st, Engine: g.engine, Config: g.Config, Clock: opt.Clock, Logger: opt.Logger,
 		Names: opt.CallerNames, Transcripts: opt.Transcripts, Sessions: opt.Sessions,
 	})
-	g.twilio = ingress.New(ingress.Options{Calls: g.calls, Config: g.Config, Logger: opt.Logger})
+	g.twilio = ingress.New(ingress.Options{Calls: g.calls, Config: g.Config, Logger: opt.Logger, Observer: g.stats})
+	g.stats.AddSessions(g.track)
 	g.admin = admin.New(admin.Options{
 		Engine: g.engine, Store: st, Calls: g.calls, Logger: opt.Logger, Version: Version,
-		Config: g.Config, Reload: g.Reload,
+		Config: g.Config, Reload: g.Reload, Metrics: g.stats.Handler(),
 	})
 	return g, nil
 }

@@ -1,10 +1,9 @@
 // Package admin is the operator's window on the admin listener: the REST API for endpoints,
-// deliveries and reloads, behind a bearer token.
+// deliveries, calls and reloads behind a bearer token, the web dashboard, and /metrics.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -30,6 +29,8 @@ type Options struct {
 	Version string
 	Config  func() *config.Config
 	Reload  func(ctx context.Context) error
+	// Metrics serves /metrics (nil: not served).
+	Metrics fasthttp.RequestHandler
 }
 
 // API is the admin listener's handler.
@@ -41,27 +42,40 @@ func New(opt Options) *API { return &API{opt: opt} }
 // maxBody caps admin request bodies.
 const maxBody = 64 << 10
 
-// Handler routes admin requests.
+// Handler routes the admin listener: the REST API (Bearer token), /metrics, and the dashboard
+// (a signed-in cookie or the Bearer token; CSRF-checked actions).
 func (a *API) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := string(ctx.Path())
-		if !a.authorized(ctx) {
-			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringgate"`)
-			httpx.Error(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required (Authorization: Bearer <server.admin.token>)")
-			return
-		}
 		if len(ctx.PostBody()) > maxBody {
 			httpx.Error(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "request body is over 64 KiB")
 			return
 		}
-		a.route(ctx, path)
+		switch {
+		case strings.HasPrefix(path, "/static/"):
+			a.static(ctx, strings.TrimPrefix(path, "/static/"))
+		case path == "/metrics":
+			_, _, signed := a.signedIn(ctx)
+			if a.opt.Metrics == nil || (!signed && !a.opt.Config().Server.Admin.MetricsPublic) {
+				a.unauthorized(ctx)
+				return
+			}
+			a.opt.Metrics(ctx)
+		case strings.HasPrefix(path, "/api/"):
+			if !a.bearer(ctx) {
+				a.unauthorized(ctx)
+				return
+			}
+			a.route(ctx, path)
+		default:
+			a.dashboard(ctx, path)
+		}
 	}
 }
 
-func (a *API) authorized(ctx *fasthttp.RequestCtx) bool {
-	want := a.opt.Config().Server.Admin.Token
-	got, ok := strings.CutPrefix(string(ctx.Request.Header.Peek("Authorization")), "Bearer ")
-	return ok && want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+func (a *API) unauthorized(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringgate"`)
+	httpx.Error(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid admin token is required (Authorization: Bearer <server.admin.token>)")
 }
 
 func (a *API) route(ctx *fasthttp.RequestCtx, path string) {

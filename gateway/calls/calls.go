@@ -142,6 +142,9 @@ func (s *Service) update(ctx context.Context, sid string, create func() (store.C
 		if !changed && cur.Version != 0 {
 			return cur, nil // a callback seen before: nothing to do
 		}
+		for _, ev := range evs {
+			ev.Trace = sid
+		}
 		out, _, err := s.opt.Engine.Prepare(evs...)
 		if err != nil {
 			return cur, err
@@ -154,6 +157,17 @@ func (s *Service) update(ctx context.Context, sid string, create func() (store.C
 			return cur, err
 		}
 		s.opt.Engine.Notify(out)
+		if len(out.Events) > 0 && s.opt.Logger.Enabled(ctx, slog.LevelInfo) {
+			types := make([]string, len(evs))
+			for i, ev := range evs {
+				types[i] = ev.Type
+			}
+			ids := make([]string, len(out.Deliveries))
+			for i, d := range out.Deliveries {
+				ids[i] = d.ID
+			}
+			s.opt.Logger.Info("call events published", "trace", sid, "call_log_id", saved.ID, "events", types, "deliveries", ids)
+		}
 		return saved, nil
 	}
 	return store.CallLog{}, fmt.Errorf("call %s: too many concurrent updates", sid)

@@ -276,7 +276,7 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, now time.Time, r 
 		lvl = slog.LevelWarn
 	}
 	if e.log.Enabled(ctx, lvl) {
-		e.log.Log(ctx, lvl, "delivery attempt", "delivery", d.ID, "endpoint", d.EndpointID, "event", d.Event, "attempt", o.Attempt.N,
+		e.log.Log(ctx, lvl, "delivery attempt", "trace", d.Trace, "delivery", d.ID, "endpoint", d.EndpointID, "event", d.Event, "attempt", o.Attempt.N,
 			"status", o.Delivery.Status, "code", r.code, "duration", r.dur, "error", o.Attempt.Error)
 	}
 	if ep == nil || st == nil {

@@ -340,7 +340,7 @@ func (e *Engine) prepare(out *store.Outbox, pub *Published, ev *events.Event, ta
 	for _, ep := range targets {
 		d := store.Delivery{
 			ID: store.NewID("msg_", now), EventID: rec.ID, Event: ev.Type, WorkspaceID: ev.Workspace.ID,
-			EndpointID: ep, NextAt: now, CreatedAt: now, UpdatedAt: now, Test: test, Payload: body,
+			EndpointID: ep, NextAt: now, CreatedAt: now, UpdatedAt: now, Test: test, Payload: body, Trace: ev.Trace,
 		}
 		out.Deliveries = append(out.Deliveries, d)
 		pub.DeliveryIDs = append(pub.DeliveryIDs, d.ID)

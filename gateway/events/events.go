@@ -45,6 +45,9 @@ type Event struct {
 	Workspace Workspace `json:"workspace"`
 	// Data is one of the *Data types of this package, matching Type.
 	Data any `json:"data"`
+	// Trace follows the event into logs and deliveries (the CallSid of a call's events); it is
+	// not part of the payload.
+	Trace string `json:"-"`
 }
 
 // Marshal renders the webhook body.

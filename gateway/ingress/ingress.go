@@ -55,8 +55,14 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	route := string(ctx.Path())
 	result := h.serve(ctx, route)
+	took := time.Since(start)
 	if h.opt.Observer != nil {
-		h.opt.Observer.Callback(strings.TrimPrefix(route, "/twilio/"), result, time.Since(start))
+		h.opt.Observer.Callback(strings.TrimPrefix(route, "/twilio/"), result, took)
+	}
+	if h.opt.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		sid := string(ctx.PostArgs().Peek("CallSid"))
+		h.opt.Logger.Info("twilio callback", "trace", sid, "route", route, "result", result,
+			"status", ctx.Response.StatusCode(), "duration", took)
 	}
 }
 

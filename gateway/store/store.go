@@ -68,6 +68,8 @@ type Delivery struct {
 	Test       bool   `json:"test,omitempty"`
 	LastStatus int    `json:"last_status_code,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
+	// Trace is the id that links the delivery to what caused it (the call's CallSid).
+	Trace string `json:"trace,omitempty"`
 	// Payload is the event body (not the transformed one); loaded on demand.
 	Payload []byte `json:"-"`
 }

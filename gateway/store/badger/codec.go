@@ -101,6 +101,7 @@ func appendDelivery(b []byte, d *store.Delivery) []byte {
 	e.uint(flags)
 	e.uint(uint64(d.LastStatus))
 	e.str(d.LastError)
+	e.str(d.Trace)
 	return e.b
 }
 
@@ -125,6 +126,7 @@ func readDelivery(b []byte) (store.Delivery, []byte, error) {
 	d.Manual, d.Test = flags&1 != 0, flags&2 != 0
 	d.LastStatus = int(r.uint())
 	d.LastError = r.str()
+	d.Trace = r.str()
 	return d, r.b, r.err
 }
 
