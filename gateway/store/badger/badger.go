@@ -110,7 +110,9 @@ func Open(dir string, opt Options) (*Store, error) {
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(10).
 		WithNumCompactors(2).
-		WithValueThreshold(64 << 10)
+		// Payloads and queue entries (compressed, a few hundred bytes) go to the value log:
+		// appended once instead of rewritten by every flush and compaction.
+		WithValueThreshold(256)
 	db, err := bdb.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store at %s: %w", dir, err)
