@@ -60,18 +60,7 @@ workspaces:
     endpoints:
       - {id: crm, name: CRM Integration, url: "http://%s/hook", events: [call.completed, call.missed, lead.qualified]}
 `, adminToken, t.TempDir(), authToken, ln.Addr().String())
-	cfg, err := config.Parse([]byte(y), "t.yaml", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	g, cfg := runGateway(t, y, gateway.Options{})
 	return g, cfg, status
 }
 

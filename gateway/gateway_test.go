@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -186,24 +187,33 @@ workspaces:
         url: %q
         events: [call.started, call.completed, call.missed, recording.available, transcription.available, lead.qualified, call.blocked, voicemail.received, voicemail.transcribed]
 `, adminToken, t.TempDir(), account, authToken, e.recv.URL)
+	base := &client.Client{Credentials: client.NewCredentials(account, authToken)}
+	base.SetAccountSid(account)
+	api := twilioapi.New(account, authToken, "GA0123456789abcdef0123456789abcdef", twilioapi.Redirect{BaseClient: base, Base: e.tw.URL})
+	e.g, e.cfg = runGateway(t, y, gateway.Options{CallerNames: api, Transcripts: api})
+	e.base, e.admin = "http://"+e.g.Addr(), "http://"+e.g.AdminAddr()
+	return e
+}
+
+// runGateway parses y and runs a gateway on it until the test ends.
+func runGateway(t testing.TB, y string, opt gateway.Options) (*gateway.Gateway, *config.Config) {
+	t.Helper()
 	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cfg = cfg
-	base := &client.Client{Credentials: client.NewCredentials(account, authToken)}
-	base.SetAccountSid(account)
-	api := twilioapi.New(account, authToken, cfg.Twilio.IntelligenceServiceSID, twilioapi.Redirect{BaseClient: base, Base: e.tw.URL})
-	g, err := gateway.New(cfg, gateway.Options{Logger: quiet(), CallerNames: api, Transcripts: api})
+	if opt.Logger == nil {
+		opt.Logger = quiet()
+	}
+	g, err := gateway.New(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { g.Shutdown(t.Context()) })
-	e.g, e.base, e.admin = g, "http://"+g.Addr(), "http://"+g.AdminAddr()
-	return e
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	return g, cfg
 }
 
 func (e *env) call(to, from, outcome string) string {

@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/ringgate/ringgate/gateway"
-	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/twiliosim"
 )
@@ -97,18 +96,7 @@ workspaces:
     endpoints:
       - {id: crm, name: CRM, url: %q, events: [call.completed]}
 `, adminToken, t.TempDir(), authToken, site, recv.URL)
-	cfg, err := config.Parse([]byte(y), "t.yaml", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	g, cfg := runGateway(t, y, gateway.Options{})
 	gw := "http://" + g.Addr()
 
 	mux := http.NewServeMux()

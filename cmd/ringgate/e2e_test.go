@@ -475,18 +475,31 @@ func TestSinkVerifiesDeliveries(t *testing.T) {
 	}
 }
 
+// runSink runs the ringgate sink binary until the test ends and collects what it prints.
+func runSink(t *testing.T) (string, syncBuffer) {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(binary, "sink", "--listen", addr, "--secret", e2eSecret)
+	out := syncBuffer{&sync.Mutex{}, &bytes.Buffer{}}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr, out
+}
+
 // ringgate simulate plays each outcome against the real binary; ringgate sink receives the
 // deliveries with both signatures verified.
 func TestSimulateEveryOutcome(t *testing.T) {
-	sinkAddr := freePort(t)
-	sinkCmd := exec.Command(binary, "sink", "--listen", sinkAddr, "--secret", e2eSecret)
-	var sinkOut syncBuffer
-	sinkOut.mu, sinkOut.buf = &sync.Mutex{}, &bytes.Buffer{}
-	sinkCmd.Stdout = sinkOut
-	if err := sinkCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sinkCmd.Process.Signal(syscall.SIGTERM); sinkCmd.Wait() }()
+	sinkAddr, sinkOut := runSink(t)
 	dir := t.TempDir()
 	public, admin := freePort(t), freePort(t)
 	cfg := writeConfig(t, dir, public, admin, "http://"+sinkAddr+"/hook", "")
@@ -586,15 +599,7 @@ func TestTransformsEndToEnd(t *testing.T) {
 	if out, err := exec.Command("wat2wasm", filepath.Join(root, "plugins/testdata/loop.wat"), "-o", loop).CombinedOutput(); err != nil {
 		t.Fatalf("wat2wasm: %v %s", err, out)
 	}
-	sinkAddr := freePort(t)
-	sinkCmd := exec.Command(binary, "sink", "--listen", sinkAddr, "--secret", e2eSecret)
-	var sinkOut syncBuffer
-	sinkOut.mu, sinkOut.buf = &sync.Mutex{}, &bytes.Buffer{}
-	sinkCmd.Stdout = sinkOut
-	if err := sinkCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sinkCmd.Process.Signal(syscall.SIGTERM); sinkCmd.Wait() }()
+	sinkAddr, sinkOut := runSink(t)
 	public, admin := freePort(t), freePort(t)
 	url := "http://" + sinkAddr + "/hook"
 	cfg := fmt.Sprintf(`server: {listen: %s, public_url: "http://%s", admin: {listen: %s, token: %s}}
