@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ringgate/ringgate/gateway.Version=$(VERSION)
 CONFIG  ?= config.example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help build plugins run test bench demo lint clean
+.PHONY: help build deps plugins run test bench demo lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,22 +14,25 @@ help: ## list the targets
 build: ## build bin/ringgate
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ringgate
 
+deps: ## install the test tools Go does not bring: wabt (wat2wasm) and chromium (Debian packages)
+	./scripts/deps.sh
+
 plugins: ## build the example transforms: Go (wasip1), WAT (wabt's wat2wasm), AssemblyScript (npm)
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o plugins/examples/gohighlevel/gohighlevel.wasm ./plugins/examples/gohighlevel
 	for f in plugins/examples/wat/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm" || exit 1; done
 	cd plugins/examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
-run: build plugins ## serve config.example.yaml with its Badger store in ./data
+run: build ## serve config.example.yaml with its Badger store in ./data
 	$(BIN) serve --config $(CONFIG)
 
-test: plugins ## run every test (unit, golden, fuzz seeds, end to end)
+test: deps plugins ## run every test (unit, golden, fuzz seeds, end to end)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-bench: build plugins ## benchmarks, reported as ratios against baselines measured in the same run
+bench: build deps plugins ## benchmarks, reported as ratios against baselines measured in the same run
 	$(GO) run ./cmd/ringbench
 
-demo: build plugins ## start a sink and the gateway, send a test of every event, show them arriving verified
+demo: build ## start a sink and the gateway, send a test of every event, show them arriving verified
 	./scripts/demo.sh
 
 lint: ## gofmt and go vet

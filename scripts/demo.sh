@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: a sink on :9000, the gateway with config.example.yaml on a throwaway store, a test
-# delivery of every event type through the admin API, and each delivery shown as it arrives with
-# both signatures checked.
+# delivery of every event type through the admin API, then one simulated Twilio call, and each
+# delivery shown as it arrives with both signatures checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/ringgate
@@ -23,7 +23,10 @@ for ev in $events; do
   curl -fs -X POST -H "Authorization: Bearer $TOKEN" -d "{\"event\":\"$ev\"}" \
     http://127.0.0.1:8081/api/v1/endpoints/demo-sink/test
 done
-for _ in $(seq 100); do [ "$(wc -l < "$work/sink.jsonl")" -ge 9 ] && break; sleep 0.1; done
+echo
+echo "== playing Twilio: one answered call to tracking number +18005551234 (ringgate simulate)"
+$BIN simulate --config "$work/config.yaml" --to +18005551234 --from +14155550123 --outcome answered 2>&1 | sed 's/^/   /' | cut -c1-150
+for _ in $(seq 100); do [ "$(wc -l < "$work/sink.jsonl")" -ge 12 ] && break; sleep 0.1; done
 echo
 echo "== what the sink received (Signature = hex HMAC as in the PHP example; webhook-signature = Standard Webhooks)"
 python3 - "$work/sink.jsonl" <<'PY' 2>/dev/null || cat "$work/sink.jsonl"
@@ -37,7 +40,9 @@ for line in open(sys.argv[1]):
 PY
 n=$(grep -c '"signature_ok":true,"webhook_signature_ok":true' "$work/sink.jsonl" || true)
 echo
-echo "== $n of 9 deliveries arrived with both signatures verified"
+echo "== $n of 12 deliveries (9 tests, 3 from the simulated call) arrived with both signatures verified"
 echo "   one full body:"
 head -1 "$work/sink.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["body"], indent=2))' | sed 's/^/   /'
-[ "$n" -eq 9 ]
+echo "   the call's trace in the gateway log:"
+grep -E 'call events published' "$work/gateway.log" | cut -c1-160 | sed 's/^/   /'
+[ "$n" -eq 12 ]

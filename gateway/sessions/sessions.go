@@ -77,6 +77,7 @@ type Service struct {
 	script     []byte
 	scriptGzip []byte
 	etag       string
+	restored   bool // the stored sessions were replayed into the pools
 
 	created, refreshed atomic.Int64
 }
@@ -107,7 +108,8 @@ func (s *Service) ScriptSize() (raw, gzipped int) { return len(s.script), len(s.
 // on the first call replays the stored sessions.
 func (s *Service) Provision(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
-	first := len(s.pools) == 0 && len(s.byNumber) == 0
+	first := !s.restored
+	s.restored = true
 	old := s.byNumber
 	pools, byNumber := map[int64]*pool{}, map[string]*pool{}
 	for _, ws := range cfg.Workspaces {

@@ -148,7 +148,7 @@ func Run(c Call) (string, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	fmt.Fprintf(log, "simulating a %s call %s from %s to %s\n", c.Outcome, callSID, c.From, c.To)
+	fmt.Fprintf(log, "simulating call %s from %s to %s, outcome %s\n", callSID, c.From, c.To, c.Outcome)
 	s := &simulator{cfg: c.Config, gateway: c.Gateway, client: &http.Client{Timeout: 15 * time.Second}, base: base, log: log}
 	return callSID, s.run(c.Outcome)
 }
