@@ -71,8 +71,7 @@ type guestEnv struct {
 
 var seed = [32]byte{'r', 'i', 'n', 'g', 'g', 'a', 't', 'e'}
 
-func newEnv() *guestEnv { return &guestEnv{rnd: rand.NewChaCha8(seed)} }
-
+// reset prepares the environment for a call (every use starts with one).
 func (e *guestEnv) reset(c *call) {
 	e.cur = c
 	e.rnd = rand.NewChaCha8(seed)
@@ -124,7 +123,7 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 }
 
 func (p *pool) instantiate() (*instance, error) {
-	env := newEnv()
+	env := &guestEnv{}
 	cfg := env.config(wazero.NewModuleConfig()).WithStdout(env).WithStderr(env).WithStartFunctions()
 	if p.mod.compiled.ExportedFunctions()["_initialize"] != nil {
 		cfg = cfg.WithStartFunctions("_initialize")
@@ -199,7 +198,7 @@ func (o *cappedOut) Write(p []byte) (int, error) {
 // runCommand runs a WASI command: the payload on standard input, the body from standard output,
 // standard error as the failure message. Exit 0 with output delivers it; with none, drops.
 func (p *pool) runCommand(ctx context.Context, c *call) (uint32, error) {
-	env := newEnv()
+	env := &guestEnv{}
 	env.reset(c)
 	out := &cappedOut{c: c}
 	var stderr bytes.Buffer

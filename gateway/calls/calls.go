@@ -121,13 +121,19 @@ type change func(c *store.CallLog) ([]*events.Event, bool, error)
 // update applies ch to the call with compare-and-set, creating it with create when it does not
 // exist (create nil: ErrUnknownCall), and commits the call with the events' deliveries.
 func (s *Service) update(ctx context.Context, sid string, create func() (store.CallLog, error), ch change) (store.CallLog, error) {
+	var fresh *store.CallLog // built once: a retry does not look up or number the call again
 	for range maxAttempts {
 		cur, err := s.opt.Store.Call(ctx, sid)
 		switch {
 		case errors.Is(err, store.ErrNotFound) && create != nil:
-			if cur, err = create(); err != nil {
-				return cur, err
+			if fresh == nil {
+				c, err := create()
+				if err != nil {
+					return c, err
+				}
+				fresh = &c
 			}
+			cur = clone(*fresh)
 			cur.Version = 0
 		case errors.Is(err, store.ErrNotFound):
 			return cur, fmt.Errorf("%w %s", ErrUnknownCall, sid)

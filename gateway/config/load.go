@@ -362,8 +362,7 @@ func (v *validator) workspaces() {
 				} else {
 					// Relative paths are relative to the config file's directory.
 					if !filepath.IsAbs(t.Module) && v.cfg.File != "config" {
-						t.Module = filepath.Join(filepath.Dir(v.cfg.File), t.Module)
-						v.cfg.Workspaces[wi].Endpoints[ei].Transform.Module = t.Module
+						t.Module = filepath.Join(filepath.Dir(v.cfg.File), t.Module) // t is the config's own
 					}
 					if st, err := os.Stat(t.Module); err != nil {
 						v.at(ep+".transform.module", "%s: %v (build the examples with make plugins)", t.Module, errors.Unwrap(err))

@@ -63,25 +63,15 @@ func (s *simulator) post(path string, extra url.Values) (*twimlDoc, error) {
 	for k, v := range extra {
 		form[k] = v
 	}
-	signed := ingress.SignedURL(s.cfg.Server.PublicURL, path, "")
-	req, err := http.NewRequest("POST", strings.TrimRight(s.gateway, "/")+path, strings.NewReader(form.Encode()))
+	code, body, err := send(s.client, s.cfg, s.gateway, path, form)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", ingress.Sign(s.cfg.Twilio.AuthToken, signed, form))
-	req.Header.Set("User-Agent", "TwilioProxy/1.1 (ringgate simulate)")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
+	fmt.Fprintf(s.log, "  %-22s -> %d %s\n", path, code, strings.TrimSpace(string(body)))
+	if code >= 300 {
+		return nil, fmt.Errorf("%s answered %d: %s", path, code, strings.TrimSpace(string(body)))
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	fmt.Fprintf(s.log, "  %-22s -> %d %s\n", path, resp.StatusCode, strings.TrimSpace(string(body)))
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s answered %d: %s", path, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	if resp.StatusCode == http.StatusNoContent || len(body) == 0 {
+	if code == http.StatusNoContent || len(body) == 0 {
 		return nil, nil
 	}
 	var doc twimlDoc
@@ -156,20 +146,27 @@ func Run(c Call) (string, error) {
 // Post sends one signed callback (path under /twilio/) with the form as given, and returns the
 // status code and body: for tests of single callbacks.
 func Post(cfg *config.Config, gateway, path string, form url.Values) (int, string, error) {
+	code, body, err := send(http.DefaultClient, cfg, gateway, path, form)
+	return code, string(body), err
+}
+
+// send POSTs a callback form to the gateway, signed as Twilio signs it for the public URL.
+func send(client *http.Client, cfg *config.Config, gateway, path string, form url.Values) (int, []byte, error) {
 	signed := ingress.SignedURL(cfg.Server.PublicURL, path, "")
 	req, err := http.NewRequest("POST", strings.TrimRight(gateway, "/")+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Twilio-Signature", ingress.Sign(cfg.Twilio.AuthToken, signed, form))
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("User-Agent", "TwilioProxy/1.1 (ringgate simulate)")
+	resp, err := client.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(b), nil
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, nil
 }
 
 func (s *simulator) run(outcome string) error {
