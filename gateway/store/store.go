@@ -316,3 +316,10 @@ type SessionStore interface {
 	// Sessions calls fn for every stored session (to rebuild pools at start).
 	Sessions(ctx context.Context, fn func(Session) error) error
 }
+
+// Notifier is implemented by stores that several processes share. They report what the other
+// processes did: deliveries that became due (published, released or handed back elsewhere) and
+// endpoint state that changed (the breaker, a rotated secret).
+type Notifier interface {
+	Notify(due func(endpointID string), endpoint func(EndpointState))
+}

@@ -211,4 +211,104 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("queue after reopen: %+v", ds)
 		}
 	})
+	t.Run("CallCompareAndSetWithOutbox", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		id1, err := s.NextCallLogID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, _ := s.NextCallLogID(ctx)
+		if id2 <= id1 || id1 <= 0 {
+			t.Fatalf("call_log_ids %d then %d", id1, id2)
+		}
+		if known, err := s.CallerKnown(ctx, 1, "+15551230001"); err != nil || known {
+			t.Fatalf("caller known before any call: %v %v", known, err)
+		}
+		c := store.CallLog{ID: id1, SID: "CA0001", WorkspaceID: 1, From: "+15551230001", Status: "ringing", StartedAt: t0}
+		started := delivery("ep", t0, 1)
+		saved, err := s.SaveCall(ctx, c, 0, store.Outbox{Deliveries: []store.Delivery{started}})
+		if err != nil || saved.Version == 0 || saved.ID != id1 {
+			t.Fatalf("create: %+v %v", saved, err)
+		}
+		if _, err := s.SaveCall(ctx, c, 0, store.Outbox{}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second create: %v", err)
+		}
+		if known, _ := s.CallerKnown(ctx, 1, "+15551230001"); !known {
+			t.Fatal("caller not known after a call")
+		}
+		if known, _ := s.CallerKnown(ctx, 2, "+15551230001"); known {
+			t.Fatal("caller known in another workspace")
+		}
+		if ds, _, _ := s.Due(ctx, "ep", time.Time{}, t0, 10, nil); len(ds) != 1 || ds[0].ID != started.ID {
+			t.Fatalf("the call's outbox is not queued: %+v", ds)
+		}
+		upd := saved
+		upd.Status = "completed"
+		done := delivery("ep", t0, 2)
+		v2, err := s.SaveCall(ctx, upd, saved.Version, store.Outbox{Deliveries: []store.Delivery{done}})
+		if err != nil || v2.Version == saved.Version {
+			t.Fatalf("update: %+v %v", v2, err)
+		}
+		// A stale version loses, and its outbox is not published.
+		lost := delivery("ep", t0, 3)
+		if _, err := s.SaveCall(ctx, upd, saved.Version, store.Outbox{Deliveries: []store.Delivery{lost}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale update: %v", err)
+		}
+		if _, _, err := s.Delivery(ctx, lost.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a losing update's delivery exists: %v", err)
+		}
+		got, err := s.Call(ctx, "CA0001")
+		if err != nil || got.Status != "completed" || got.Version != v2.Version {
+			t.Fatalf("call: %+v %v", got, err)
+		}
+		if byID, err := s.CallByID(ctx, id1); err != nil || byID.SID != "CA0001" {
+			t.Fatalf("by id: %+v %v", byID, err)
+		}
+		if _, err := s.Call(ctx, "CAnope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing call: %v", err)
+		}
+		other := store.CallLog{ID: id2, SID: "CA0002", WorkspaceID: 2, From: "+15551230002", StartedAt: t0}
+		if _, err := s.SaveCall(ctx, other, 0, store.Outbox{}); err != nil {
+			t.Fatal(err)
+		}
+		all, _ := s.Calls(ctx, store.CallFilter{})
+		if len(all) != 2 || all[0].SID != "CA0002" {
+			t.Fatalf("calls newest first: %+v", all)
+		}
+		ws1, _ := s.Calls(ctx, store.CallFilter{WorkspaceID: 1})
+		if len(ws1) != 1 || ws1[0].SID != "CA0001" {
+			t.Fatalf("workspace filter: %+v", ws1)
+		}
+		page2, _ := s.Calls(ctx, store.CallFilter{Cursor: id2})
+		if len(page2) != 1 || page2[0].ID != id1 {
+			t.Fatalf("cursor: %+v", page2)
+		}
+	})
+	t.Run("Sessions", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		now := time.Now()
+		a := store.Session{ID: "s_a", WorkspaceID: 1, Number: "+15550001", Attribution: map[string]string{"utm_source": "google"}, CreatedAt: now, AssignedAt: now, HoldUntil: now.Add(time.Hour)}
+		b := a
+		b.ID, b.Number = "s_b", "+15550002"
+		for _, ss := range []store.Session{a, b} {
+			if err := s.PutSession(ctx, ss, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.HoldUntil = now.Add(2 * time.Hour) // a heartbeat
+		if err := s.PutSession(ctx, a, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Session(ctx, "s_a")
+		if err != nil || !got.HoldUntil.Equal(a.HoldUntil) || got.Attribution["utm_source"] != "google" {
+			t.Fatalf("session: %+v %v", got, err)
+		}
+		n := 0
+		if err := s.Sessions(ctx, func(store.Session) error { n++; return nil }); err != nil || n != 2 {
+			t.Fatalf("sessions: %d %v", n, err)
+		}
+		if _, err := s.Session(ctx, "s_nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing session: %v", err)
+		}
+	})
 }

@@ -1,0 +1,379 @@
+// Package jetstream is the clustered store: every store interface on NATS JetStream, so that
+// several ringgate nodes behind a load balancer share one queue, one breaker per endpoint, one
+// state machine per call and one set of visitor sessions.
+//
+// The layout:
+//
+//	RG_OUTBOX   work-queue stream: one message per commit (an event with its deliveries, or a
+//	            call change's outbox). It is the commit: once stored on a quorum of replicas,
+//	            the publish is acknowledged. The node that wrote it applies it at once and
+//	            deletes it; if that node dies first, another node's applier does it.
+//	RG_QUEUE    work-queue stream: one message per queued delivery, subject rg.q.<endpoint>,
+//	            with a durable pull consumer per endpoint shared by all nodes; message ids
+//	            deduplicate re-applied commits. Long retry delays go back to the server with
+//	            NakWithDelay; short ones are held by the node that fetched them.
+//	RG_IDS      the call_log_id sequence (the stream's sequence number).
+//	KV rg_deliveries  delivery records with their attempts, by delivery id
+//	KV rg_events      event payloads, by event id
+//	KV rg_endpoints   endpoint state and the breaker (compare-and-set)
+//	KV rg_calls       call logs by CallSid (compare-and-set on the revision)
+//	KV rg_index       call.<id> → CallSid, caller.<ws>.<hex number>, held.<endpoint>.<id>
+//	KV rg_sessions    visitor sessions, each with its own TTL
+package jetstream
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ringgate/ringgate/gateway/store"
+)
+
+// Options configure the store.
+type Options struct {
+	// URLs of the NATS servers to connect to (ignored with Server).
+	URLs []string
+	// Server is an embedded server to connect to in-process; Close shuts it down.
+	Server *server.Server
+	// CredentialsFile is a NATS .creds file; TLS configures the client's TLS.
+	CredentialsFile string
+	TLS             *tls.Config
+	// Replicas is each stream's and bucket's replica count (1 for one node, 3 for three).
+	Replicas int
+	// Retention is how long delivery records, events and calls are kept (default 30 days).
+	Retention time.Duration
+	// Horizon: a retry due within it stays with the node that ran the attempt; a later one goes
+	// back to the server with NakWithDelay (default 1 minute).
+	Horizon time.Duration
+	// AckWait is how long a fetched queue message stays with a node that stops answering
+	// (default 30 s); live nodes extend it for the messages they hold.
+	AckWait time.Duration
+	// Poll is how often each endpoint's queue is checked for deliveries that no local event
+	// announced: redeliveries from a dead node, retries handed back (default 1 s).
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	if o.Horizon <= 0 {
+		o.Horizon = time.Minute
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+const (
+	queueSubject  = "rg.q."
+	outboxSubject = "rg.outbox"
+	idsSubject    = "rg.ids"
+)
+
+// Store is the JetStream backend.
+type Store struct {
+	opt Options
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	deliveries, events, endpoints, calls, index, sessions jetstream.KeyValue
+	queue, outbox, ids                                    jetstream.Stream
+
+	mu    sync.Mutex
+	lanes map[string]*lane
+
+	// notify hooks, set by the engine (store.Notifier).
+	hookMu     sync.RWMutex
+	onDue      func(endpointID string)
+	onEndpoint func(store.EndpointState)
+
+	enabledMu sync.RWMutex
+	enabled   map[string]bool // endpoint → enabled, kept current by a watch of rg_endpoints
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// Open connects, creates or updates the streams and buckets, and starts the store's background
+// work: the outbox applier, lease renewal of held queue messages, and change watches.
+func Open(ctx context.Context, opt Options) (*Store, error) {
+	opt.defaults()
+	nopts := []nats.Option{nats.Name("ringgate"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if opt.CredentialsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(opt.CredentialsFile))
+	}
+	if opt.TLS != nil {
+		nopts = append(nopts, nats.Secure(opt.TLS))
+	}
+	url := strings.Join(opt.URLs, ",")
+	if opt.Server != nil {
+		nopts = append(nopts, nats.InProcessServer(opt.Server))
+		url = ""
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	s := &Store{opt: opt, nc: nc, js: js, lanes: map[string]*lane{}, enabled: map[string]bool{}, stop: make(chan struct{})}
+	if err := s.provision(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// provision creates the streams and buckets, or updates them to the configured replicas. A
+// fresh cluster may still be electing its meta leader, so it retries for a while.
+func (s *Store) provision(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var err error
+	for {
+		if err = s.provisionOnce(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set up JetStream streams and buckets: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) provisionOnce(ctx context.Context) error {
+	r := s.opt.Replicas
+	stream := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+		cfg.Replicas, cfg.Storage = r, jetstream.FileStorage
+		return s.js.CreateOrUpdateStream(ctx, cfg)
+	}
+	var err error
+	if s.outbox, err = stream(jetstream.StreamConfig{Name: "RG_OUTBOX", Subjects: []string{outboxSubject}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		return err
+	}
+	if s.queue, err = stream(jetstream.StreamConfig{
+		Name: "RG_QUEUE", Subjects: []string{queueSubject + ">"}, Retention: jetstream.WorkQueuePolicy,
+		Duplicates: 10 * time.Minute,
+	}); err != nil {
+		return err
+	}
+	if s.ids, err = stream(jetstream.StreamConfig{Name: "RG_IDS", Subjects: []string{idsSubject}, MaxMsgs: 1}); err != nil {
+		return err
+	}
+	kv := func(name string, ttl time.Duration, marker time.Duration) (jetstream.KeyValue, error) {
+		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Replicas: r, Storage: jetstream.FileStorage, TTL: ttl, LimitMarkerTTL: marker,
+		})
+	}
+	ret := s.opt.Retention
+	if s.deliveries, err = kv("rg_deliveries", ret, 0); err != nil {
+		return err
+	}
+	if s.events, err = kv("rg_events", ret+24*time.Hour, 0); err != nil {
+		return err
+	}
+	if s.endpoints, err = kv("rg_endpoints", 0, 0); err != nil {
+		return err
+	}
+	if s.calls, err = kv("rg_calls", ret, 0); err != nil {
+		return err
+	}
+	if s.index, err = kv("rg_index", 0, 0); err != nil {
+		return err
+	}
+	if s.sessions, err = kv("rg_sessions", 0, time.Minute); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) start(ctx context.Context) error {
+	w, err := s.endpoints.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	// The watch replays every current value, then a nil marker, then changes.
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		s.endpointChanged(e)
+	}
+	s.wg.Add(4)
+	go func() {
+		defer s.wg.Done()
+		defer w.Stop()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					s.endpointChanged(e)
+				}
+			case <-s.stop:
+				return
+			}
+		}
+	}()
+	// Every queue publish, from any node, wakes the lane of its endpoint here.
+	sub, err := s.nc.Subscribe(queueSubject+"*", func(m *nats.Msg) {
+		s.wake(untoken(strings.TrimPrefix(m.Subject, queueSubject)))
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer s.wg.Done()
+		<-s.stop
+		sub.Unsubscribe()
+	}()
+	go s.applier()
+	go s.housekeeping()
+	return nil
+}
+
+// Close stops the background work and the connection, then the embedded server if any.
+// Queue messages this node held go back to the others when their AckWait ends.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		if err := s.nc.Drain(); err != nil {
+			s.nc.Close()
+		}
+		for s.nc.IsDraining() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if s.opt.Server != nil {
+			s.opt.Server.Shutdown()
+			s.opt.Server.WaitForShutdown()
+		}
+	})
+	return s.closeErr
+}
+
+// Notify registers the engine's hooks (store.Notifier).
+func (s *Store) Notify(due func(endpointID string), endpoint func(store.EndpointState)) {
+	s.hookMu.Lock()
+	s.onDue, s.onEndpoint = due, endpoint
+	s.hookMu.Unlock()
+}
+
+func (s *Store) wake(ep string) {
+	s.hookMu.RLock()
+	fn := s.onDue
+	s.hookMu.RUnlock()
+	if fn != nil {
+		fn(ep)
+	}
+}
+
+// housekeeping renews the lease of every queue message this node holds, and pokes each lane
+// every Poll so deliveries no local event announced (a dead node's, a retry handed back) are
+// found.
+func (s *Store) housekeeping() {
+	defer s.wg.Done()
+	poll := time.NewTicker(s.opt.Poll)
+	defer poll.Stop()
+	renew := time.NewTicker(s.opt.AckWait / 3)
+	defer renew.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-poll.C:
+			s.mu.Lock()
+			eps := make([]string, 0, len(s.lanes))
+			for ep := range s.lanes {
+				eps = append(eps, ep)
+			}
+			s.mu.Unlock()
+			for _, ep := range eps {
+				s.wake(ep)
+			}
+		case <-renew.C:
+			s.mu.Lock()
+			lanes := make([]*lane, 0, len(s.lanes))
+			for _, l := range s.lanes {
+				lanes = append(lanes, l)
+			}
+			s.mu.Unlock()
+			for _, l := range lanes {
+				l.renew()
+			}
+		}
+	}
+}
+
+// token makes an endpoint id a subject token and consumer name: ids with dots are hex-encoded
+// behind '=' (which ids cannot contain).
+func token(ep string) string {
+	if strings.ContainsAny(ep, ".*> ") {
+		return "=" + hex.EncodeToString([]byte(ep))
+	}
+	return ep
+}
+
+func untoken(t string) string {
+	if strings.HasPrefix(t, "=") {
+		if b, err := hex.DecodeString(t[1:]); err == nil {
+			return string(b)
+		}
+	}
+	return t
+}
+
+// notFound maps JetStream's missing key to store.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// isConflict reports a failed compare-and-set.
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
