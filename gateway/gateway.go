@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,6 @@ import (
 	"github.com/ringgate/ringgate/gateway/metrics"
 	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
-	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	"github.com/ringgate/ringgate/gateway/twilioapi"
 	"github.com/ringgate/ringgate/plugins"
 	"github.com/valyala/fasthttp"
@@ -53,7 +53,7 @@ type Gateway struct {
 	opt    Options
 	log    *slog.Logger
 	cfg    atomic.Pointer[config.Config]
-	store  *badgerstore.Store
+	store  store.Store
 	engine *delivery.Engine
 	calls  *calls.Service
 	track  *sessions.Service
@@ -84,7 +84,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		opt.Clock = clock.Real{}
 	}
 	g := &Gateway{opt: opt, log: opt.Logger}
-	st, err := badgerstore.Open(cfg.Storage.Path, badgerstore.Options{Retention: cfg.Delivery.LogRetention, Logger: opt.Logger})
+	st, err := openStore(cfg, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	old := g.cfg.Load()
-	if old.Server.Listen != cfg.Server.Listen || old.Server.Admin.Listen != cfg.Server.Admin.Listen || old.Storage != cfg.Storage {
+	if old.Server.Listen != cfg.Server.Listen || old.Server.Admin.Listen != cfg.Server.Admin.Listen || !reflect.DeepEqual(old.Storage, cfg.Storage) {
 		g.log.Warn("listener and storage changes take effect at the next restart")
 	}
 	if err := g.wasm.Provision(ctx, cfg); err != nil {

@@ -64,7 +64,13 @@ func TestBrokenConfigs(t *testing.T) {
 		want           string
 	}{
 		{"unknown key", "storage: {backend: badger, path: ./data}", "storage: {backend: badger, path: ./data, size: 3}",
-			"x.yaml:5:42: storage: unknown key \"size\" (known keys: backend, path)"},
+			"x.yaml:5:42: storage: unknown key \"size\" (known keys: backend, jetstream, path)"},
+		{"jetstream without servers", "storage: {backend: badger, path: ./data}", "storage: {backend: jetstream, path: ./data}",
+			"x.yaml:5:10: storage.jetstream: set either urls (connect to NATS servers) or embedded: true (run one inside ringgate)"},
+		{"jetstream replicas without a cluster", "storage: {backend: badger, path: ./data}", "storage: {backend: jetstream, jetstream: {embedded: true, replicas: 3}}",
+			"x.yaml:5:69: storage.jetstream.replicas: 3 replicas need a cluster (cluster_listen and routes)"},
+		{"jetstream bad route", "storage: {backend: badger, path: ./data}", "storage: {backend: jetstream, jetstream: {embedded: true, cluster_listen: \"0.0.0.0:6222\", routes: [\"node2:6222\"]}}",
+			"x.yaml:5:100: storage.jetstream.routes[0]: \"node2:6222\" is not a route like nats://node2:6222"},
 		{"bad duration", "workspaces:", "delivery: {timeout: 10}\nworkspaces:",
 			"x.yaml:7:21: delivery.timeout: \"10\" needs a unit, like \"10s\""},
 		{"not a duration", "workspaces:", "delivery: {retry_schedule: [30s, soon]}\nworkspaces:",

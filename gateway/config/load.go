@@ -163,6 +163,43 @@ var sourceKeys = map[string]bool{
 	"li_fat_id": true, "referrer": true,
 }
 
+func (v *validator) jetstream(j *JetStream) {
+	const at = "storage.jetstream"
+	if j.Embedded == (len(j.URLs) > 0) {
+		v.at(at, "set either urls (connect to NATS servers) or embedded: true (run one inside ringgate)")
+	}
+	for i, u := range j.URLs {
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+			v.at(fmt.Sprintf("%s.urls[%d]", at, i), "%q is not a URL like nats://host:4222", u)
+		}
+	}
+	if j.Replicas < 1 || j.Replicas > 5 {
+		v.at(at+".replicas", "must be 1 to 5, not %d", j.Replicas)
+	}
+	if (j.TLS.Cert == "") != (j.TLS.Key == "") {
+		v.at(at+".tls", "cert and key go together")
+	}
+	if !j.Embedded {
+		return
+	}
+	if j.Listen != "" {
+		v.listen(at+".listen", j.Listen)
+	}
+	if j.ClusterListen != "" {
+		v.listen(at+".cluster_listen", j.ClusterListen)
+	} else if len(j.Routes) > 0 {
+		v.at(at+".routes", "need cluster_listen: where the other nodes reach this one")
+	}
+	for i, r := range j.Routes {
+		if pu, err := url.Parse(r); err != nil || pu.Scheme != "nats" || pu.Host == "" {
+			v.at(fmt.Sprintf("%s.routes[%d]", at, i), "%q is not a route like nats://node2:6222", r)
+		}
+	}
+	if j.Replicas > 1 && j.ClusterListen == "" {
+		v.at(at+".replicas", "%d replicas need a cluster (cluster_listen and routes)", j.Replicas)
+	}
+}
+
 func (v *validator) validate() {
 	c := v.cfg
 	v.listen("server.listen", c.Server.Listen)
@@ -178,8 +215,12 @@ func (v *validator) validate() {
 	if c.Server.Admin.Listen == c.Server.Listen && !strings.HasSuffix(c.Server.Listen, ":0") {
 		v.at("server.admin.listen", "must differ from server.listen")
 	}
-	if c.Storage.Backend != "badger" {
-		v.at("storage.backend", "%q is not a backend; use badger", c.Storage.Backend)
+	switch c.Storage.Backend {
+	case "badger":
+	case "jetstream":
+		v.jetstream(&c.Storage.JetStream)
+	default:
+		v.at("storage.backend", "%q is not a backend; use badger or jetstream", c.Storage.Backend)
 	}
 	if c.Storage.Path == "" {
 		v.at("storage.path", "is required")

@@ -94,9 +94,12 @@ type endpoint struct {
 	cfg   *config.Endpoint
 	ws    *config.Workspace
 	state atomic.Pointer[store.EndpointState]
-	// signers: current only, and current plus previous until the rotation grace ends.
-	signer, both *Signer
+	keys  atomic.Pointer[signers]
 }
+
+// signers are an endpoint's: the current secret only, and current plus previous until the
+// rotation grace ends. They change together, atomically, when another node rotates the secret.
+type signers struct{ one, both *Signer }
 
 // New returns an engine; call Provision before Start.
 func New(opt Options) *Engine {
@@ -187,12 +190,13 @@ func (ep *endpoint) setState(st store.EndpointState) error {
 	if err != nil {
 		return fmt.Errorf("stored secret: %w", err)
 	}
-	ep.signer, ep.both = s, s
+	k := &signers{one: s, both: s}
 	if st.PreviousSecret != "" {
 		if b, err := NewSigner(st.Secret, st.PreviousSecret); err == nil {
-			ep.both = b
+			k.both = b
 		}
 	}
+	ep.keys.Store(k)
 	ep.state.Store(&st)
 	return nil
 }
@@ -200,9 +204,9 @@ func (ep *endpoint) setState(st store.EndpointState) error {
 // signerAt is the signer in force at now: both secrets during a rotation's grace.
 func (ep *endpoint) signerAt(now time.Time) *Signer {
 	if st := ep.state.Load(); st.PreviousSecret != "" && now.Before(st.PreviousExpires) {
-		return ep.both
+		return ep.keys.Load().both
 	}
-	return ep.signer
+	return ep.keys.Load().one
 }
 
 // Start runs a lane for each endpoint.
@@ -217,7 +221,36 @@ func (e *Engine) Start() error {
 	}
 	e.started = true
 	e.syncLanes(*e.endpoints.Load())
+	if n, ok := e.store.(store.Notifier); ok {
+		n.Notify(e.wake, e.endpointChanged)
+	}
 	return nil
+}
+
+// endpointChanged takes an endpoint's state as another node left it: the breaker tripped or
+// reset there, the secret rotated there.
+func (e *Engine) endpointChanged(st store.EndpointState) {
+	ep := e.endpoint(st.ID)
+	if ep == nil {
+		return
+	}
+	cur := ep.state.Load()
+	if cur != nil && *cur == st {
+		return
+	}
+	if err := ep.setState(st); err != nil {
+		e.log.Error("endpoint state", "endpoint", st.ID, "err", err)
+		return
+	}
+	if cur != nil && cur.Enabled != st.Enabled {
+		e.log.Info("endpoint state changed on another node", "endpoint", st.ID, "enabled", st.Enabled)
+		if obs := e.opt.Observer; obs != nil {
+			obs.BreakerChanged(st.ID, st.Enabled)
+		}
+	}
+	if st.Enabled {
+		e.wake(st.ID)
+	}
 }
 
 // syncLanes starts lanes for new endpoints and stops lanes of removed ones. e.mu is held.

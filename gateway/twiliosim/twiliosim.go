@@ -46,6 +46,7 @@ type simulator struct {
 	base    url.Values // parameters every callback of the call carries
 	seq     int
 	log     io.Writer
+	retries int
 }
 
 // SID returns a random Twilio-style SID with the prefix (CA, RE, TR...).
@@ -64,6 +65,12 @@ func (s *simulator) post(path string, extra url.Values) (*twimlDoc, error) {
 		form[k] = v
 	}
 	code, body, err := send(s.client, s.cfg, s.gateway, path, form)
+	for try := 0; try < s.retries && (err != nil || code >= 500); try++ {
+		// Twilio's connection overrides (#rc=, #rp=) send a failed callback again.
+		fmt.Fprintf(s.log, "  %-22s -> %d %v: sent again\n", path, code, err)
+		time.Sleep(500 * time.Millisecond)
+		code, body, err = send(s.client, s.cfg, s.gateway, path, form)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +113,9 @@ type Call struct {
 	// Extra parameters for every callback (e.g. CallerName), and a fixed CallSid if set.
 	Params url.Values
 	SID    string
+	// Retries is how many times a callback that failed or was answered 5xx is sent again,
+	// half a second apart, as Twilio does with the #rc connection override.
+	Retries int
 }
 
 // Run plays the call and returns its CallSid.
@@ -139,7 +149,7 @@ func Run(c Call) (string, error) {
 		log = io.Discard
 	}
 	fmt.Fprintf(log, "simulating call %s from %s to %s, outcome %s\n", callSID, c.From, c.To, c.Outcome)
-	s := &simulator{cfg: c.Config, gateway: c.Gateway, client: &http.Client{Timeout: 15 * time.Second}, base: base, log: log}
+	s := &simulator{cfg: c.Config, gateway: c.Gateway, client: &http.Client{Timeout: 15 * time.Second}, base: base, log: log, retries: c.Retries}
 	return callSID, s.run(c.Outcome)
 }
 

@@ -259,6 +259,7 @@ type entry struct {
 	seq     uint64
 	d       store.Delivery
 	payload []byte
+	seen    bool // returned by Due at least once
 }
 
 func (s *Store) lane(ctx context.Context, ep string) (*lane, error) {
@@ -440,7 +441,9 @@ func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time,
 			if next.IsZero() || at.Before(next) {
 				next = at
 			}
-		case !from.IsZero() && at.Before(from):
+		case !from.IsZero() && at.Before(from) && e.seen:
+			// from is the lane's cursor: it skips what it read before. Other nodes publish
+			// with their own clocks, so a delivery new to this node may sort behind it.
 		case skip != nil && skip(id):
 		default:
 			due = append(due, e)
@@ -457,6 +460,7 @@ func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time,
 	}
 	out := make([]store.Delivery, len(due))
 	for i, e := range due {
+		e.seen = true
 		out[i] = e.d
 		out[i].Payload = e.payload
 	}
@@ -499,7 +503,7 @@ func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointS
 		l.mu.Unlock()
 		e.msg.Ack()
 	case d.NextAt.Sub(o.Now) <= s.opt.Horizon:
-		e.d = d // a short wait: this node keeps the message until it is due
+		e.d, e.seen = d, false // a short wait: this node keeps the message until it is due
 		l.mu.Unlock()
 	default:
 		delete(l.local, d.ID)

@@ -105,3 +105,58 @@ func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(for
 func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Debugf(format string, v ...any)  {}
 func (n natsLogger) Tracef(format string, v ...any)  {}
+
+// StartLocalCluster starts n embedded servers on 127.0.0.1 that form one JetStream cluster,
+// with their data under dir, and waits until it has a meta leader. It returns the servers and
+// their client URLs. Tests and benchmarks use it; a deployment runs one node per machine.
+func StartLocalCluster(dir string, n int, log *slog.Logger) ([]*server.Server, []string, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	var srvs []*server.Server
+	var urls []string
+	stop := func() {
+		for _, s := range srvs {
+			s.Shutdown()
+		}
+	}
+	for i := range n {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		s, err := StartServer(ServerOptions{
+			Name: fmt.Sprintf("n%d", i+1), Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			ClusterName: "ringgate-test", Routes: routes, StoreDir: fmt.Sprintf("%s/n%d", dir, i+1), Logger: log,
+		})
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		srvs = append(srvs, s)
+		urls = append(urls, s.ClientURL())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, s := range srvs {
+			ready = ready && s.JetStreamIsCurrent()
+		}
+		if ready {
+			return srvs, urls, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, fmt.Errorf("the %d-node JetStream cluster elected no leader within 30s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

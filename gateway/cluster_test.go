@@ -1,0 +1,186 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway"
+	jsstore "github.com/ringgate/ringgate/gateway/store/jetstream"
+	"github.com/ringgate/ringgate/gateway/twiliosim"
+)
+
+// roundRobin is the load balancer in front of the ringgate nodes: each request goes to the
+// next node, so one call's callbacks land on both.
+func roundRobin(t *testing.T, backends ...string) string {
+	var n atomic.Uint64
+	targets := make([]*url.URL, len(backends))
+	for i, b := range backends {
+		targets[i], _ = url.Parse(b)
+	}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(targets[n.Add(1)%uint64(len(targets))])
+		r.Out.Host = r.In.Host
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// TestClusterOnJetStream runs two ringgate nodes on a three-node JetStream cluster behind a
+// round-robin balancer, plays calls through it, and kills one NATS node in the middle: every
+// event of every acknowledged callback arrives, and both nodes agree on the breaker.
+func TestClusterOnJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	srvs, urls, err := jsstore.StartLocalCluster(t.TempDir(), 3, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range srvs {
+			s.Shutdown()
+		}
+	})
+	recv := newReceiver(t)
+	var deadHits atomic.Int32
+	dead := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		deadHits.Add(1)
+		w.WriteHeader(500)
+	})}
+	dln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go dead.Serve(dln)
+	t.Cleanup(func() { dead.Close() })
+
+	yaml := func() string {
+		return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage: {path: %q, backend: jetstream, jetstream: {urls: [%s], replicas: 3}}
+twilio: {auth_token: %s}
+delivery: {allow_http: true, allow_private_networks: true, retry_schedule: [1s], breaker_threshold: 5}
+workspaces:
+  - id: 1
+    name: My Workspace
+    campaigns:
+      - id: 42
+        name: Google Ads Campaign
+        forward_to: "+15550001111"
+        numbers: [{id: 1, number: "+18005551234", name: Main}]
+    endpoints:
+      - {id: crm, url: %q, events: [call.started, call.completed, call.missed]}
+      - {id: dead, url: "http://%s/hook", events: [call.started]}
+`, adminToken, t.TempDir(), strings.Join(urls, ", "), authToken, recv.URL, dln.Addr())
+	}
+	g1, cfg := runGateway(t, yaml(), gateway.Options{})
+	g2, _ := runGateway(t, yaml(), gateway.Options{})
+	lb := roundRobin(t, "http://"+g1.Addr(), "http://"+g2.Addr())
+
+	const calls = 60
+	outcomes := []string{"answered", "no-answer", "busy"}
+	type played struct {
+		sid, outcome string
+		err          error
+	}
+	results := make([]played, calls)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 6)
+	for i := range calls {
+		if i == calls/2 {
+			wg.Wait()
+			srvs[0].Shutdown() // one NATS node dies in the middle of the load
+			t.Log("NATS node n1 stopped")
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			o := outcomes[i%len(outcomes)]
+			sid, err := twiliosim.Run(twiliosim.Call{
+				Config: cfg, Gateway: lb, To: "+18005551234", From: fmt.Sprintf("+1555010%04d", i), Outcome: o, Retries: 20,
+			})
+			results[i] = played{sid, o, err}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.err != nil {
+			t.Errorf("call %s (%s): %v", r.sid, r.outcome, r.err)
+		}
+	}
+	// Every acknowledged callback's events arrive, at least once.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := []string{}
+		for _, r := range results {
+			end := "call.missed"
+			if r.outcome == "answered" {
+				end = "call.completed"
+			}
+			for _, ev := range []string{"call.started", end} {
+				if len(recv.of(ev, r.sid)) == 0 {
+					missing = append(missing, r.sid+" "+ev)
+				}
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events never arrived, e.g. %v", len(missing), missing[:min(5, len(missing))])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dup := 0
+	seen := map[string]bool{}
+	recv.mu.Lock()
+	for _, m := range recv.got {
+		if seen[fmt.Sprint(m["event"], data(m)["twilio_call_sid"])] {
+			dup++
+		}
+		seen[fmt.Sprint(m["event"], data(m)["twilio_call_sid"])] = true
+	}
+	recv.mu.Unlock()
+	t.Logf("%d calls, %d deliveries to crm, %d of them repeats (at-least-once)", calls, recv.count(), dup)
+	// call_log_ids are unique across both nodes.
+	ids := map[float64]string{}
+	for _, m := range recv.of("call.started", "") {
+		id, _ := data(m)["call_log_id"].(float64)
+		sid, _ := data(m)["twilio_call_sid"].(string)
+		if other, ok := ids[id]; ok && other != sid {
+			t.Fatalf("call_log_id %v given to %s and %s", id, other, sid)
+		}
+		ids[id] = sid
+	}
+	// One breaker: failures on both nodes add up to the threshold, and both see it tripped.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		v1, _ := g1.Engine().Endpoint("dead")
+		v2, _ := g2.Engine().Endpoint("dead")
+		if !v1.State.Enabled && !v2.State.Enabled {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, err := g1.Store().Endpoint(t.Context(), "dead")
+			t.Fatalf("the nodes disagree on the breaker: node 1 %+v, node 2 %+v; stored %+v %v; %d attempts",
+				v1.State, v2.State, st, err, deadHits.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, err := g2.Store().Endpoint(t.Context(), "dead")
+	if err != nil || st.Enabled || st.ConsecutiveFailures < 5 {
+		t.Fatalf("stored breaker: %+v %v", st, err)
+	}
+	t.Logf("dead endpoint: %d attempts, %d consecutive failures recorded", deadHits.Load(), st.ConsecutiveFailures)
+}
