@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -65,6 +66,13 @@ func TestClusterOnJetStream(t *testing.T) {
 	go dead.Serve(dln)
 	t.Cleanup(func() { dead.Close() })
 
+	var poolYAML string
+	var pool []string
+	for i := range poolSize {
+		n := fmt.Sprintf("+1800555%04d", 7000+i)
+		pool = append(pool, n)
+		poolYAML += fmt.Sprintf("          - {id: %d, number: %q, pool: true}\n", 10+i, n)
+	}
 	yaml := func() string {
 		return fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
@@ -74,15 +82,21 @@ delivery: {allow_http: true, allow_private_networks: true, retry_schedule: [1s],
 workspaces:
   - id: 1
     name: My Workspace
+    tracker: {allowed_origins: ["https://example.com"]}
     campaigns:
       - id: 42
         name: Google Ads Campaign
         forward_to: "+15550001111"
         numbers: [{id: 1, number: "+18005551234", name: Main}]
+      - id: 43
+        name: Website pool
+        forward_to: "+15550002222"
+        numbers:
+%s
     endpoints:
       - {id: crm, url: %q, events: [call.started, call.completed, call.missed]}
       - {id: dead, url: "http://%s/hook", events: [call.started]}
-`, adminToken, t.TempDir(), strings.Join(urls, ", "), authToken, recv.URL, dln.Addr())
+`, adminToken, t.TempDir(), strings.Join(urls, ", "), authToken, poolYAML, recv.URL, dln.Addr())
 	}
 	g1, cfg := runGateway(t, yaml(), gateway.Options{})
 	g2, _ := runGateway(t, yaml(), gateway.Options{})
@@ -183,4 +197,59 @@ workspaces:
 		t.Fatalf("stored breaker: %+v %v", st, err)
 	}
 	t.Logf("dead endpoint: %d attempts, %d consecutive failures recorded", deadHits.Load(), st.ConsecutiveFailures)
+
+	// Visitors arriving at both nodes at once never share a number, and a call to a number
+	// finds its visitor whichever node takes it.
+	type visit struct{ gclid, number string }
+	visits := make([]visit, poolSize)
+	for i := range visits {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			visits[i] = visit{gclid: fmt.Sprintf("gclid-%d", i), number: newSession(t, lb, fmt.Sprintf("gclid-%d", i))}
+		}()
+	}
+	wg.Wait()
+	holder := map[string]string{}
+	for _, v := range visits {
+		if other, ok := holder[v.number]; ok {
+			t.Fatalf("number %s handed to two visitors (%s and %s)", v.number, other, v.gclid)
+		}
+		holder[v.number] = v.gclid
+	}
+	for _, v := range visits {
+		sid, err := twiliosim.Run(twiliosim.Call{Config: cfg, Gateway: lb, To: v.number, From: "+15559990000", Outcome: "answered", Retries: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "call.started of "+sid, func() bool { return len(recv.of("call.started", sid)) > 0 })
+		vs, _ := data(recv.of("call.started", sid)[0])["visitor_session"].(map[string]any)
+		if vs["gclid"] != v.gclid {
+			t.Fatalf("call to %s attributed to %v, want the visitor with %s", v.number, vs["gclid"], v.gclid)
+		}
+	}
+	t.Logf("%d visitors held %d distinct numbers; each call matched its visitor", len(visits), len(holder))
+}
+
+const poolSize = 6
+
+// newSession creates a visitor session through the balancer and returns the number it holds.
+func newSession(t *testing.T, base, gclid string) string {
+	body := fmt.Sprintf(`{"attribution": {"gclid": %q, "utm_source": "google"}}`, gclid)
+	req, _ := http.NewRequest("POST", base+"/v1/sessions?w=1", strings.NewReader(body))
+	req.Header.Set("Origin", "https://example.com")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Number string `json:"number"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Number == "" {
+		t.Errorf("session: %d %v %+v", resp.StatusCode, err, out)
+	}
+	return out.Number
 }

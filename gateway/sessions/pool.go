@@ -3,6 +3,8 @@ package sessions
 import (
 	"sync"
 	"time"
+
+	"github.com/ringgate/ringgate/gateway/store"
 )
 
 // holding is one session's hold of a number.
@@ -135,4 +137,24 @@ func (p *pool) stats(now time.Time) (held, size int, reuses int64) {
 		}
 	}
 	return held, len(p.numbers), p.reuses
+}
+
+// sync replaces a number's holds with those of a shared store's record (oldest first).
+func (p *pool) sync(e164 string, hs []store.Hold) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.byE164[e164]
+	if n == nil {
+		return
+	}
+	if len(hs) > keepHolds {
+		hs = hs[len(hs)-keepHolds:]
+	}
+	n.holds = n.holds[:0]
+	for _, h := range hs {
+		n.holds = append(n.holds, holding{session: h.Session, from: h.From, until: h.Until})
+	}
+	if len(hs) > 0 && hs[len(hs)-1].From.After(n.released) {
+		n.released = hs[len(hs)-1].From
+	}
 }

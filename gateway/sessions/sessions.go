@@ -335,7 +335,10 @@ func (s *Service) Session(ctx context.Context, ws *config.Workspace, id string, 
 	s.mu.RUnlock()
 	until := now.Add(ws.Tracker.SessionHold)
 	if cp != nil && p != nil {
-		number, from, reused := p.assign(sess.ID, sess.Number, now, until)
+		number, from, reused, err := s.assign(ctx, p, &sess, now, until)
+		if err != nil {
+			return resp, err
+		}
 		if reused {
 			s.opt.Logger.Warn("number pool exhausted: reusing the longest-held number", "campaign", cp.ID, "number", number)
 		}
@@ -351,6 +354,64 @@ func (s *Service) Session(ctx context.Context, ws *config.Workspace, id string, 
 		return resp, err
 	}
 	return resp, nil
+}
+
+// assign picks a number for the session from the pool. With a store that several processes
+// share, the pick is confirmed on the number's shared record with compare-and-set; a number
+// another process handed out meanwhile is learned, and the next one tried.
+func (s *Service) assign(ctx context.Context, p *pool, sess *store.Session, now, until time.Time) (string, time.Time, bool, error) {
+	shared, ok := s.opt.Store.(store.NumberHolds)
+	for try := 0; ; try++ {
+		number, from, reused := p.assign(sess.ID, sess.Number, now, until)
+		if !ok {
+			return number, from, reused, nil
+		}
+		won, from, err := claim(ctx, shared, p, sess.ID, number, now, until, reused || try >= len(p.numbers))
+		if err != nil || won {
+			return number, from, reused, err
+		}
+	}
+}
+
+// claim makes session the holder of number until until on the shared record, unless another
+// session holds it now (and force is off: the pool is not exhausted). It reports whether the
+// session holds the number, and since when.
+func claim(ctx context.Context, shared store.NumberHolds, p *pool, session, number string, now, until time.Time, force bool) (bool, time.Time, error) {
+	for {
+		hs, ver, err := shared.Holds(ctx, number)
+		if err != nil {
+			return false, time.Time{}, err
+		}
+		var cur *store.Hold
+		if n := len(hs); n > 0 && hs[n-1].Until.After(now) {
+			cur = &hs[n-1]
+		}
+		from := now
+		switch {
+		case cur != nil && cur.Session == session: // a heartbeat
+			cur.Until, from = until, cur.From
+		case cur != nil && !force:
+			p.sync(number, hs) // someone else's: learn it, try another number
+			return false, time.Time{}, nil
+		default:
+			if cur != nil {
+				cur.Until = now // the pool is exhausted: the longest hold ends here
+			}
+			hs = append(hs, store.Hold{Session: session, From: now, Until: until})
+			if len(hs) > keepHolds {
+				hs = hs[len(hs)-keepHolds:]
+			}
+		}
+		_, err = shared.SetHolds(ctx, number, hs, ver)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return false, time.Time{}, err
+		}
+		p.sync(number, hs)
+		return true, from, nil
+	}
 }
 
 func clean(attr map[string]string) map[string]string {
@@ -428,8 +489,21 @@ func (s *Service) Match(ctx context.Context, workspaceID int64, number string, t
 	if p == nil {
 		return nil, nil
 	}
-	id, ok := p.holder(number, t)
-	if !ok {
+	var id string
+	if shared, isShared := s.opt.Store.(store.NumberHolds); isShared {
+		hs, _, err := shared.Holds(ctx, number) // the hold may have been made on another node
+		if err != nil {
+			return nil, err
+		}
+		for i := len(hs) - 1; i >= 0 && id == ""; i-- {
+			if !hs[i].From.After(t) && hs[i].Until.After(t) {
+				id = hs[i].Session
+			}
+		}
+	} else {
+		id, _ = p.holder(number, t)
+	}
+	if id == "" {
 		return nil, nil
 	}
 	sess, err := s.opt.Store.Session(ctx, id)

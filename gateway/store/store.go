@@ -323,3 +323,20 @@ type SessionStore interface {
 type Notifier interface {
 	Notify(due func(endpointID string), endpoint func(EndpointState))
 }
+
+// Hold is one session's hold of a pool number.
+type Hold struct {
+	Session string    `json:"s"`
+	From    time.Time `json:"f"`
+	Until   time.Time `json:"u"`
+}
+
+// NumberHolds is implemented by stores that several processes share: a pool number's recent
+// holds are one record, changed with compare-and-set, so two processes never hand one number to
+// two visitors, and a call reaching any process finds the visitor who saw the number.
+type NumberHolds interface {
+	// Holds returns a number's recent holds, oldest first, and the record's version (0: none).
+	Holds(ctx context.Context, number string) ([]Hold, uint64, error)
+	// SetHolds stores them if the version is still expect, else returns ErrConflict.
+	SetHolds(ctx context.Context, number string, hs []Hold, expect uint64) (uint64, error)
+}

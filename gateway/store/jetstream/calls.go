@@ -208,3 +208,39 @@ func (s *Store) Sessions(ctx context.Context, fn func(store.Session) error) erro
 	}
 	return nil
 }
+
+// holds: rg_holds keys are the number's digits.
+
+func holdsKey(number string) string { return "n" + strings.TrimPrefix(number, "+") }
+
+func (s *Store) Holds(ctx context.Context, number string) ([]store.Hold, uint64, error) {
+	e, err := s.holds.Get(ctx, holdsKey(number))
+	if err = notFound(err); errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var hs []store.Hold
+	if err := json.Unmarshal(e.Value(), &hs); err != nil {
+		return nil, 0, fmt.Errorf("holds of %s: %w", number, err)
+	}
+	return hs, e.Revision(), nil
+}
+
+func (s *Store) SetHolds(ctx context.Context, number string, hs []store.Hold, expect uint64) (uint64, error) {
+	b, err := json.Marshal(hs)
+	if err != nil {
+		return 0, err
+	}
+	var rev uint64
+	if expect == 0 {
+		rev, err = s.holds.Create(ctx, holdsKey(number), b)
+	} else {
+		rev, err = s.holds.Update(ctx, holdsKey(number), b, expect)
+	}
+	if isConflict(err) {
+		return 0, store.ErrConflict
+	}
+	return rev, err
+}

@@ -19,6 +19,7 @@
 //	KV rg_calls       call logs by CallSid (compare-and-set on the revision)
 //	KV rg_index       call.<id> → CallSid, caller.<ws>.<hex number>, held.<endpoint>.<id>
 //	KV rg_sessions    visitor sessions, each with its own TTL
+//	KV rg_holds       each pool number's recent holds (compare-and-set)
 package jetstream
 
 import (
@@ -97,8 +98,8 @@ type Store struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	deliveries, events, endpoints, calls, index, sessions jetstream.KeyValue
-	queue, outbox, ids                                    jetstream.Stream
+	deliveries, events, endpoints, calls, index, sessions, holds jetstream.KeyValue
+	queue, outbox, ids                                           jetstream.Stream
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -118,8 +119,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Notifier = (*Store)(nil)
+	_ store.Store       = (*Store)(nil)
+	_ store.Notifier    = (*Store)(nil)
+	_ store.NumberHolds = (*Store)(nil)
 )
 
 // Open connects, creates or updates the streams and buckets, and starts the store's background
@@ -218,6 +220,9 @@ func (s *Store) provisionOnce(ctx context.Context) error {
 		return err
 	}
 	if s.sessions, err = kv("rg_sessions", 0, time.Minute); err != nil {
+		return err
+	}
+	if s.holds, err = kv("rg_holds", 0, 0); err != nil {
 		return err
 	}
 	return nil

@@ -311,4 +311,34 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("missing session: %v", err)
 		}
 	})
+	t.Run("NumberHoldsCompareAndSet", func(t *testing.T) {
+		s := open(t, t.TempDir())
+		nh, ok := s.(store.NumberHolds)
+		if !ok {
+			t.Skip("a one-process store: pools live in memory")
+		}
+		hs, ver, err := nh.Holds(ctx, "+18005550001")
+		if err != nil || len(hs) != 0 || ver != 0 {
+			t.Fatalf("no holds yet: %v %d %v", hs, ver, err)
+		}
+		a := []store.Hold{{Session: "s_a", From: t0, Until: t0.Add(time.Hour)}}
+		v1, err := nh.SetHolds(ctx, "+18005550001", a, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nh.SetHolds(ctx, "+18005550001", []store.Hold{{Session: "s_b"}}, 0); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a second first hold: %v", err)
+		}
+		b := append(a, store.Hold{Session: "s_b", From: t0.Add(time.Hour), Until: t0.Add(2 * time.Hour)})
+		if _, err := nh.SetHolds(ctx, "+18005550001", b, v1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nh.SetHolds(ctx, "+18005550001", a, v1); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a stale version: %v", err)
+		}
+		hs, _, _ = nh.Holds(ctx, "+18005550001")
+		if len(hs) != 2 || hs[1].Session != "s_b" || !hs[0].Until.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("holds: %+v", hs)
+		}
+	})
 }
