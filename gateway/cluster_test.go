@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringgate/ringgate/gateway"
+	"github.com/ringgate/ringgate/gateway/config"
 	jsstore "github.com/ringgate/ringgate/gateway/store/jetstream"
 	"github.com/ringgate/ringgate/gateway/twiliosim"
 )
@@ -252,4 +254,114 @@ func newSession(t *testing.T, base, gclid string) string {
 		t.Errorf("session: %d %v %+v", resp.StatusCode, err, out)
 	}
 	return out.Number
+}
+
+// freePorts reserves n loopback ports (closed again at once: the servers bind them next).
+func freePorts(t *testing.T, n int) []int {
+	var out []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+	}
+	return out
+}
+
+// TestEmbeddedCluster runs three ringgate nodes with embedded: true: each starts its own NATS
+// server and the three form the JetStream cluster from their routes, with no NATS to install.
+// A call played across them is delivered once its callbacks are answered, and a node that
+// stops takes nothing with it.
+func TestEmbeddedCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes")
+	}
+	recv := newReceiver(t)
+	ports := freePorts(t, 3)
+	yaml := func(i int) string {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage:
+  backend: jetstream
+  path: %q
+  jetstream: {embedded: true, name: node%d, cluster_listen: "127.0.0.1:%d", routes: [%s], replicas: 3}
+twilio: {auth_token: %s}
+delivery: {allow_http: true, allow_private_networks: true}
+workspaces:
+  - id: 1
+    name: My Workspace
+    campaigns:
+      - id: 42
+        name: Google Ads Campaign
+        forward_to: "+15550001111"
+        numbers: [{id: 1, number: "+18005551234", name: Main}]
+    endpoints:
+      - {id: crm, url: %q, events: [call.started, call.completed, call.missed]}
+`, adminToken, t.TempDir(), i+1, ports[i], strings.Join(routes, ", "), authToken, recv.URL)
+	}
+	// The nodes start together, as on three machines: each waits for the cluster's quorum.
+	gs := make([]*gateway.Gateway, 3)
+	var cfg *config.Config
+	var wg sync.WaitGroup
+	for i := range gs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := config.Parse([]byte(yaml(i)), "node.yaml", func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			g, err := gateway.New(c, gateway.Options{Logger: quiet()})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := g.Start(); err != nil {
+				t.Error(err)
+				return
+			}
+			gs[i] = g
+			if i == 0 {
+				cfg = c
+			}
+		}()
+	}
+	wg.Wait()
+	for _, g := range gs {
+		if g != nil {
+			t.Cleanup(func() { g.Shutdown(context.Background()) })
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	lb := roundRobin(t, "http://"+gs[0].Addr(), "http://"+gs[1].Addr(), "http://"+gs[2].Addr())
+	var sids []string
+	for i := range 6 {
+		if i == 3 {
+			if err := gs[2].Shutdown(context.Background()); err != nil { // node 3 leaves: ringgate and its NATS server
+				t.Fatal(err)
+			}
+			lb = roundRobin(t, "http://"+gs[0].Addr(), "http://"+gs[1].Addr())
+		}
+		sid, err := twiliosim.Run(twiliosim.Call{Config: cfg, Gateway: lb, To: "+18005551234", From: fmt.Sprintf("+1555020%04d", i), Outcome: "no-answer", Retries: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sids = append(sids, sid)
+	}
+	for _, sid := range sids {
+		eventually(t, "call.started and call.missed of "+sid, func() bool {
+			return len(recv.of("call.started", sid)) > 0 && len(recv.of("call.missed", sid)) > 0
+		})
+	}
 }

@@ -32,6 +32,11 @@ type ServerOptions struct {
 // StartServer starts an embedded NATS server with JetStream and waits until it accepts
 // connections. The caller shuts it down (Server.Shutdown is idempotent).
 func StartServer(o ServerOptions) (*server.Server, error) {
+	if o.Listen == "" && o.ClusterListen != "" {
+		// The server starts routing only once its client listener is up: a clustered node
+		// listens on a loopback port of its own choosing.
+		o.Listen = "127.0.0.1:0"
+	}
 	opts := &server.Options{
 		ServerName: o.Name,
 		JetStream:  true,

@@ -150,6 +150,13 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{opt: opt, nc: nc, js: js, lanes: map[string]*lane{}, enabled: map[string]bool{}, stop: make(chan struct{})}
+	if srv := opt.Server; srv != nil && srv.JetStreamIsClustered() {
+		// An embedded node of a new cluster: requests made before the meta leader is elected
+		// go unanswered, so wait for it (the nodes start together).
+		for deadline := time.Now().Add(time.Minute); !srv.JetStreamIsCurrent() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	if err := s.provision(ctx); err != nil {
 		nc.Close()
 		return nil, err
@@ -161,69 +168,95 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	return s, nil
 }
 
-// provision creates the streams and buckets, or updates them to the configured replicas. A
-// fresh cluster may still be electing its meta leader, so it retries for a while.
+// provision creates the streams and buckets, or updates them to the configured replicas.
+//
+// Nodes of a new cluster start together and all try to create the same streams while the
+// cluster is still settling; a create that races another may go unanswered. So each stream and
+// bucket is looked up first, created only when missing, every request has a short deadline,
+// and the whole is retried for up to a minute.
 func (s *Store) provision(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var err error
-	for {
-		if err = s.provisionOnce(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("set up JetStream streams and buckets: %w", err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Store) provisionOnce(ctx context.Context) error {
 	r := s.opt.Replicas
-	stream := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-		cfg.Replicas, cfg.Storage = r, jetstream.FileStorage
-		return s.js.CreateOrUpdateStream(ctx, cfg)
-	}
-	var err error
-	if s.outbox, err = stream(jetstream.StreamConfig{Name: "RG_OUTBOX", Subjects: []string{outboxSubject}, Retention: jetstream.WorkQueuePolicy}); err != nil {
-		return err
-	}
-	if s.queue, err = stream(jetstream.StreamConfig{
-		Name: "RG_QUEUE", Subjects: []string{queueSubject + ">"}, Retention: jetstream.WorkQueuePolicy,
-		Duplicates: 10 * time.Minute,
-	}); err != nil {
-		return err
-	}
-	if s.ids, err = stream(jetstream.StreamConfig{Name: "RG_IDS", Subjects: []string{idsSubject}, MaxMsgs: 1}); err != nil {
-		return err
-	}
-	kv := func(name string, ttl time.Duration, marker time.Duration) (jetstream.KeyValue, error) {
-		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Replicas: r, Storage: jetstream.FileStorage, TTL: ttl, LimitMarkerTTL: marker,
-		})
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&s.outbox, jetstream.StreamConfig{Name: "RG_OUTBOX", Subjects: []string{outboxSubject}, Retention: jetstream.WorkQueuePolicy}},
+		{&s.queue, jetstream.StreamConfig{Name: "RG_QUEUE", Subjects: []string{queueSubject + ">"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute}},
+		{&s.ids, jetstream.StreamConfig{Name: "RG_IDS", Subjects: []string{idsSubject}, MaxMsgs: 1}},
 	}
 	ret := s.opt.Retention
-	if s.deliveries, err = kv("rg_deliveries", ret, 0); err != nil {
-		return err
+	buckets := []struct {
+		dst *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&s.deliveries, jetstream.KeyValueConfig{Bucket: "rg_deliveries", TTL: ret}},
+		{&s.events, jetstream.KeyValueConfig{Bucket: "rg_events", TTL: ret + 24*time.Hour}},
+		{&s.endpoints, jetstream.KeyValueConfig{Bucket: "rg_endpoints"}},
+		{&s.calls, jetstream.KeyValueConfig{Bucket: "rg_calls", TTL: ret}},
+		{&s.index, jetstream.KeyValueConfig{Bucket: "rg_index"}},
+		{&s.sessions, jetstream.KeyValueConfig{Bucket: "rg_sessions", LimitMarkerTTL: time.Minute}},
+		{&s.holds, jetstream.KeyValueConfig{Bucket: "rg_holds"}},
 	}
-	if s.events, err = kv("rg_events", ret+24*time.Hour, 0); err != nil {
-		return err
+	retry := func(what string, fn func(ctx context.Context) error) error {
+		for {
+			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			err := fn(actx)
+			acancel()
+			if err == nil {
+				return nil
+			}
+			s.opt.Logger.Debug("JetStream not ready yet", "what", what, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("set up JetStream %s: %w", what, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
-	if s.endpoints, err = kv("rg_endpoints", 0, 0); err != nil {
-		return err
+	for _, st := range streams {
+		cfg := st.cfg
+		cfg.Replicas, cfg.Storage = r, jetstream.FileStorage
+		err := retry("stream "+cfg.Name, func(ctx context.Context) error {
+			cur, err := s.js.Stream(ctx, cfg.Name)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				cur, err = s.js.CreateStream(ctx, cfg)
+			case err == nil && cur.CachedInfo().Config.Replicas != r:
+				cur, err = s.js.UpdateStream(ctx, cfg)
+			}
+			if err == nil {
+				*st.dst = cur
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
-	if s.calls, err = kv("rg_calls", ret, 0); err != nil {
-		return err
-	}
-	if s.index, err = kv("rg_index", 0, 0); err != nil {
-		return err
-	}
-	if s.sessions, err = kv("rg_sessions", 0, time.Minute); err != nil {
-		return err
-	}
-	if s.holds, err = kv("rg_holds", 0, 0); err != nil {
-		return err
+	for _, b := range buckets {
+		cfg := b.cfg
+		cfg.Replicas, cfg.Storage = r, jetstream.FileStorage
+		err := retry("bucket "+cfg.Bucket, func(ctx context.Context) error {
+			kv, err := s.js.KeyValue(ctx, cfg.Bucket)
+			switch {
+			case errors.Is(err, jetstream.ErrBucketNotFound):
+				kv, err = s.js.CreateKeyValue(ctx, cfg)
+			case err == nil:
+				var st jetstream.KeyValueStatus
+				if st, err = kv.Status(ctx); err == nil && (st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas != r || st.TTL() != cfg.TTL) {
+					kv, err = s.js.UpdateKeyValue(ctx, cfg)
+				}
+			}
+			if err == nil {
+				*b.dst = kv
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -281,12 +314,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
-		if err := s.nc.Drain(); err != nil {
-			s.nc.Close()
-		}
-		for s.nc.IsDraining() {
-			time.Sleep(5 * time.Millisecond)
-		}
+		// Everything this node owes is either acknowledged or left to AckWait: no drain.
+		s.nc.Close()
 		if s.opt.Server != nil {
 			s.opt.Server.Shutdown()
 			s.opt.Server.WaitForShutdown()
