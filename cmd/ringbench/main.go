@@ -56,6 +56,7 @@ func main() {
 		{"transforms", benchTransforms},
 		{"sessions", benchSessions},
 		{"idle-rss", benchIdleRSS},
+		{"cluster", benchCluster},
 	}
 	fmt.Printf("ringbench on %d CPUs; ratios compare with a baseline measured in this run\n\n", nproc())
 	for _, b := range benches {

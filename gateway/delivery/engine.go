@@ -353,8 +353,12 @@ func (e *Engine) Prepare(evs ...*events.Event) (store.Outbox, Published, error) 
 
 // Notify wakes the lanes of a committed outbox's deliveries.
 func (e *Engine) Notify(out store.Outbox) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, d := range out.Deliveries {
-		e.wake(d.EndpointID)
+		if l := e.lanes[d.EndpointID]; l != nil {
+			l.published(d.NextAt)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringgate/ringgate/gateway/clock"
@@ -43,6 +45,10 @@ type lane struct {
 	cursor   time.Time
 	lastFull time.Time
 	dirty    bool // poked since the last read started: something new may be due
+	// rewind is the earliest due time (Unix ns) of deliveries published since the last read
+	// started; math.MaxInt64 when none. Publishers compute a due time before their commit, so
+	// a read may pass it first: the next read starts no later than it.
+	rewind atomic.Int64
 }
 
 type doneMsg struct {
@@ -65,11 +71,25 @@ const (
 )
 
 func newLane(e *Engine, id string, max int) *lane {
-	return &lane{
+	l := &lane{
 		e: e, id: id, max: max, wake: make(chan struct{}, 1), quit: make(chan struct{}),
 		freed: make(chan struct{}, max), done: make(chan doneMsg, max+8*readBatch), // more than claims can number
 		reads: make(chan readResult, 1), claimed: map[string]struct{}{}, dirty: true,
 	}
+	l.rewind.Store(math.MaxInt64)
+	return l
+}
+
+// published pokes the lane for a delivery committed with due time at.
+func (l *lane) published(at time.Time) {
+	ns := at.UnixNano()
+	for {
+		cur := l.rewind.Load()
+		if ns >= cur || l.rewind.CompareAndSwap(cur, ns) {
+			break
+		}
+	}
+	l.poke()
 }
 
 func (l *lane) poke() {
@@ -142,6 +162,9 @@ func (l *lane) startRead(now time.Time) {
 	if now.Before(from) || now.Sub(l.lastFull) >= fullScanEvery {
 		from, l.lastFull = time.Time{}, now
 	}
+	if r := l.rewind.Swap(math.MaxInt64); r != math.MaxInt64 && !from.IsZero() && r < from.UnixNano() {
+		from = time.Unix(0, r)
+	}
 	l.reading, l.dirty = true, false
 	go func() {
 		ds, next, err := l.e.store.Due(context.Background(), l.id, from, now, readBatch, l.isClaimed)
@@ -154,7 +177,7 @@ func (l *lane) run() {
 	for {
 		l.collect()
 		now := l.e.clock.Now()
-		due := l.dirty || (!l.next.IsZero() && !l.next.After(now))
+		due := l.dirty || (!l.next.IsZero() && !l.next.After(now)) || now.Sub(l.lastFull) >= fullScanEvery
 		if !l.reading && due && len(l.ready) < readBatch/2 && len(l.claimed) < l.max+6*readBatch && !now.Before(l.backoff) {
 			l.startRead(now)
 		}
@@ -176,6 +199,10 @@ func (l *lane) run() {
 				wait = l.next.Sub(now)
 				// a due time already past means a read is waiting for room: a slot's
 				// release will poke
+			default:
+				// idle: the periodic full scan still comes, for anything that landed behind
+				// the cursor without a poke
+				wait = max(l.lastFull.Add(fullScanEvery).Sub(now), 0)
 			}
 		}
 		var timer clock.Timer

@@ -366,7 +366,11 @@ func (l *lane) take(ctx context.Context, ms []jetstream.Msg) {
 		m := ms[i]
 		switch {
 		case errors.Is(r.err, store.ErrNotFound):
-			m.Ack() // its record expired or never was: nothing to send
+			if md, err := m.Metadata(); err == nil && time.Since(md.Timestamp) < time.Minute {
+				m.NakWithDelay(time.Second) // its record is on its way (a commit being applied)
+			} else {
+				m.Ack() // its record expired or never was: nothing to send
+			}
 			continue
 		case r.err != nil:
 			m.Nak() // try again later

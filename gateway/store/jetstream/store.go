@@ -201,7 +201,7 @@ func (s *Store) provision(ctx context.Context) error {
 	}
 	retry := func(what string, fn func(ctx context.Context) error) error {
 		for {
-			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			actx, acancel := context.WithTimeout(ctx, time.Second)
 			err := fn(actx)
 			acancel()
 			if err == nil {
@@ -249,7 +249,10 @@ func (s *Store) provision(ctx context.Context) error {
 					kv, err = s.js.UpdateKeyValue(ctx, cfg)
 				}
 			}
-			if err == nil {
+			if err != nil {
+				return err
+			}
+			if kv, err = s.leaderReads(ctx, kv); err == nil {
 				*b.dst = kv
 			}
 			return err
@@ -259,6 +262,24 @@ func (s *Store) provision(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// leaderReads turns off direct gets on a bucket, which any replica may answer from a state that
+// lags the leader's: a node must read what it (or another node) has just written, e.g. a
+// delivery's record before its queue message, or a retried delivery's new status.
+func (s *Store) leaderReads(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	name := "KV_" + kv.Bucket()
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return s.js.KeyValue(ctx, kv.Bucket())
 }
 
 func (s *Store) start(ctx context.Context) error {
