@@ -619,3 +619,24 @@ func TestDeliveryToPrivateNameIsRefused(t *testing.T) {
 		t.Fatalf("receiver got %d requests; attempt %+v", r.count(), as[0])
 	}
 }
+
+// Publishers that run while the lane reads: a publisher takes its due time before its commit,
+// so a read can pass that time first. Every delivery still goes out at once, not at the next
+// periodic full scan (30 s away).
+func TestConcurrentPublishersAreNotLeftBehind(t *testing.T) {
+	r := newReceiver(t, clock.Real{})
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ""), clock.Real{})
+	const publishers, each = 32, 100
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				h.publish("call.completed")
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, fmt.Sprintf("all %d deliveries (got %d)", publishers*each, r.count()), func() bool { return r.count() >= publishers*each })
+}
