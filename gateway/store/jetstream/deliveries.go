@@ -160,8 +160,12 @@ func (s *Store) finish(ctx context.Context, t *txn, seq uint64) {
 	}
 }
 
-// applierGrace is how old a commit must be before the applier takes it over from its writer.
-const applierGrace = 2 * time.Second
+// applierGrace is how old a commit must be before the applier takes it over from its writer;
+// casWindow is how long a call's commit may wait for its compare-and-set to show.
+var (
+	applierGrace = 2 * time.Second
+	casWindow    = 30 * time.Second
+)
 
 // applier applies commits whose writer died before applying them.
 func (s *Store) applier() {
@@ -216,8 +220,8 @@ func (s *Store) recoverCommit(ctx context.Context, m jetstream.Msg) {
 			return
 		}
 		if err != nil || !slices.Contains(v.Txs, t.Tx) {
-			if time.Since(md.Timestamp) < 30*time.Second {
-				m.NakWithDelay(5 * time.Second) // the writer may still be on its way
+			if time.Since(md.Timestamp) < casWindow {
+				m.NakWithDelay(casWindow / 6) // the writer may still be on its way
 				return
 			}
 			m.Ack() // lost its compare-and-set: nothing to apply

@@ -2,10 +2,14 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/ringgate/ringgate/gateway/store/storetest"
@@ -31,3 +35,59 @@ func openEmbedded(t *testing.T, dir string) store.Store {
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, openEmbedded) }
+
+// A node that dies between its commit and applying it leaves the commit in RG_OUTBOX; the
+// applier (of any node) applies it, but a call's commit only if the call's compare-and-set
+// went through.
+func TestOutboxApplierFinishesADeadWritersCommits(t *testing.T) {
+	applierGrace, casWindow = 200*time.Millisecond, time.Second
+	t.Cleanup(func() { applierGrace, casWindow = 2*time.Second, 30*time.Second })
+	s := openEmbedded(t, t.TempDir()).(*Store)
+	ctx := context.Background()
+	now := time.Now()
+	mk := func(n int) store.Delivery {
+		return store.Delivery{ID: store.NewID("msg_", now), EventID: fmt.Sprintf("evt_%d", n), Event: "call.started", WorkspaceID: 1,
+			EndpointID: "ep", NextAt: now, CreatedAt: now, Payload: []byte(fmt.Sprintf(`{"n":%d}`, n))}
+	}
+	plain, won, lost := mk(1), mk(2), mk(3)
+	if _, err := s.commit(ctx, newTxn("", store.Outbox{Deliveries: []store.Delivery{plain}})); err != nil {
+		t.Fatal(err)
+	}
+	tw := newTxn("CAwon", store.Outbox{Deliveries: []store.Delivery{won}})
+	if _, err := s.commit(ctx, tw); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(callValue{Call: store.CallLog{ID: 1, SID: "CAwon"}, Txs: []string{tw.Tx}})
+	if _, err := s.calls.Create(ctx, "CAwon", b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.commit(ctx, newTxn("CAlost", store.Outbox{Deliveries: []store.Delivery{lost}})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := s.outbox.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commits still in the outbox", info.State.Msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ds, _, err := s.Due(ctx, "ep", time.Time{}, now.Add(time.Second), 10, nil)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("due after recovery: %+v %v", ds, err)
+	}
+	for _, d := range ds {
+		if d.ID == lost.ID {
+			t.Fatal("the commit of a lost compare-and-set was applied")
+		}
+	}
+	if _, _, err := s.Delivery(ctx, lost.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("lost delivery: %v", err)
+	}
+}
