@@ -70,10 +70,12 @@ type Host struct {
 
 var _ delivery.Transformer = (*Host)(nil)
 
-// runtime is a wazero runtime for one memory limit, with the host modules instantiated.
+// runtime is the wazero runtimes of one memory limit, with the host modules instantiated:
+// checked for modules whose deadline wazero enforces (CloseOnContextDone), counted for modules
+// instrumented to count their loop iterations (see instrument.go).
 type runtime struct {
-	r       wazero.Runtime
-	modules map[string]*module // by path: compiled once per file version
+	checked, counted wazero.Runtime
+	modules          map[string]*module // by path: compiled once per file version
 }
 
 type poolKey struct {
@@ -123,7 +125,7 @@ func (h *Host) Close() error {
 	h.wg.Wait()
 	var errs []error
 	for _, rt := range rts {
-		errs = append(errs, rt.r.Close(context.Background()))
+		errs = append(errs, rt.checked.Close(context.Background()), rt.counted.Close(context.Background()))
 	}
 	errs = append(errs, h.cache.Close(context.Background()))
 	return errors.Join(errs...)
@@ -142,27 +144,58 @@ func (h *Host) runtimeFor(ctx context.Context, p uint32) (*runtime, error) {
 	if rt := h.runtimes[p]; rt != nil {
 		return rt, nil
 	}
-	cfg := wazero.NewRuntimeConfig().
-		WithCompilationCache(h.cache).
-		WithMemoryLimitPages(p).
-		WithCloseOnContextDone(!h.opt.NoDeadline)
-	r := wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
-		r.Close(ctx)
+	newRuntime := func(closeOnDone, countedYield bool) (wazero.Runtime, error) {
+		cfg := wazero.NewRuntimeConfig().
+			WithCompilationCache(h.cache).
+			WithMemoryLimitPages(p).
+			WithCloseOnContextDone(closeOnDone)
+		r := wazero.NewRuntimeWithConfig(ctx, cfg)
+		wasi := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
+		if countedYield {
+			wasi.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(schedYield), nil, []api.ValueType{api.ValueTypeI32}).Export("sched_yield")
+		}
+		if _, err := wasi.Instantiate(ctx); err != nil {
+			r.Close(ctx)
+			return nil, err
+		}
+		if err := instantiateABI(ctx, r); err != nil {
+			r.Close(ctx)
+			return nil, err
+		}
+		return r, nil
+	}
+	checked, err := newRuntime(!h.opt.NoDeadline, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := instantiateABI(ctx, r); err != nil {
-		r.Close(ctx)
+	counted, err := newRuntime(false, !h.opt.NoDeadline)
+	if err != nil {
+		checked.Close(ctx)
 		return nil, err
 	}
-	rt := &runtime{r: r, modules: map[string]*module{}}
+	rt := &runtime{checked: checked, counted: counted, modules: map[string]*module{}}
 	h.runtimes[p] = rt
 	return rt, nil
+}
+
+// errDeadline ends a counted module's call whose deadline passed.
+var errDeadline = errors.New("deadline exceeded")
+
+// schedYield is WASI's sched_yield for counted modules, called every yieldEvery loop
+// iterations: it ends the call once its context is done.
+func schedYield(ctx context.Context, _ api.Module, stack []uint64) {
+	if ctx.Err() != nil {
+		panic(errDeadline)
+	}
+	stack[0] = 0
 }
 
 // module is one version of a compiled file.
 type module struct {
 	path     string
+	r        wazero.Runtime // the runtime it is compiled for
+	counted  bool           // instrumented: deadlines checked by counting loop iterations
 	compiled wazero.CompiledModule
 	kind     Kind
 	mtime    time.Time
@@ -180,7 +213,7 @@ func (h *Host) load(ctx context.Context, rt *runtime, path string) (*module, err
 	if m := rt.modules[path]; m != nil && m.mtime.Equal(st.ModTime()) && m.size == st.Size() {
 		return m, nil
 	}
-	m, err := compile(ctx, rt.r, path)
+	m, err := h.compile(ctx, rt, path)
 	if err != nil {
 		return nil, err
 	}
@@ -194,8 +227,9 @@ func (h *Host) load(ctx context.Context, rt *runtime, path string) (*module, err
 	return m, nil
 }
 
-// compile reads, compiles and classifies a module, with the reasons an integrator needs.
-func compile(ctx context.Context, r wazero.Runtime, path string) (*module, error) {
+// compile reads, compiles and classifies a module, with the reasons an integrator needs. A
+// module that can count its loop iterations is instrumented and compiled for rt.counted.
+func (h *Host) compile(ctx context.Context, rt *runtime, path string) (*module, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("transform module: %w", err)
@@ -203,11 +237,21 @@ func compile(ctx context.Context, r wazero.Runtime, path string) (*module, error
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("transform module %s is not a WebAssembly binary (no \\0asm header)", path)
 	}
-	cm, err := r.CompileModule(ctx, b)
-	if err != nil {
-		return nil, fmt.Errorf("transform module %s does not compile: %w", path, err)
+	m := &module{path: path, r: rt.checked, hash: sha256.Sum256(b)}
+	var cm wazero.CompiledModule
+	if ib, ierr := instrument(b); ierr == nil && !h.opt.NoDeadline {
+		if cm, err = rt.counted.CompileModule(ctx, ib); err == nil {
+			m.r, m.counted = rt.counted, true
+		} else {
+			h.opt.Logger.Warn("instrumented transform module does not compile; wazero checks its deadline instead", "module", path, "err", err)
+		}
 	}
-	m := &module{path: path, compiled: cm, hash: sha256.Sum256(b)}
+	if cm == nil {
+		if cm, err = rt.checked.CompileModule(ctx, b); err != nil {
+			return nil, fmt.Errorf("transform module %s does not compile: %w", path, err)
+		}
+	}
+	m.compiled = cm
 	exports := cm.ExportedFunctions()
 	switch {
 	case exports["transform"] != nil:
@@ -294,7 +338,7 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := newPool(rt.r, m, h.opt.PoolSize, key.pages)
+	p := newPool(m, h.opt.PoolSize, key.pages)
 	h.pools[key] = p
 	return p, nil
 }
@@ -333,7 +377,7 @@ func (h *Host) checkFiles() {
 		if m == cur {
 			continue
 		}
-		h.pools[k] = newPool(h.runtimes[k.pages].r, m, h.opt.PoolSize, k.pages)
+		h.pools[k] = newPool(m, h.opt.PoolSize, k.pages)
 		p.retire()
 		h.opt.Logger.Info("transform module reloaded", "module", cur.path, "endpoint", k.endpoint)
 	}

@@ -123,6 +123,7 @@ func TestHostileGuests(t *testing.T) {
 	h := newHost(t, Options{})
 	cases := []struct{ module, want string }{
 		{"loop", "transform timed out after 100ms"},
+		{"yieldloop", "transform timed out after 100ms"},
 		{"membomb", "transform reached its memory limit of 4 MiB and trapped: wasm error: unreachable"},
 		{"bigmem", "does not compile"},
 		{"huge", "transform output of 2097152 bytes exceeds the 1 MiB limit"},
@@ -154,6 +155,11 @@ func TestHostileGuests(t *testing.T) {
 				t.Fatalf("the host stopped serving after %s: %v", c.module, err)
 			}
 		})
+	}
+	// The Go-style looping guest was instrumented: its deadline came from counting, not wazero.
+	p, err := h.poolFor(context.Background(), endpoint("yieldloop", mod("yieldloop"), nil))
+	if err != nil || !p.mod.counted {
+		t.Fatalf("yieldloop not instrumented: %v", err)
 	}
 	// The looping guest keeps failing cleanly; the pool replaces discarded instances.
 	for i := 0; i < 3; i++ {

@@ -33,8 +33,8 @@ type pool struct {
 	mu    sync.Mutex
 }
 
-func newPool(r wazero.Runtime, m *module, size int, pages uint32) *pool {
-	return &pool{r: r, mod: m, free: make(chan *instance, size), size: int32(size), pages: pages}
+func newPool(m *module, size int, pages uint32) *pool {
+	return &pool{r: m.r, mod: m, free: make(chan *instance, size), size: int32(size), pages: pages}
 }
 
 // retire closes the idle instances; busy ones close when their call returns.

@@ -1,0 +1,374 @@
+package plugins
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Deadline enforcement by counting.
+//
+// wazero's CloseOnContextDone compiles a check that leaves native code at every loop header,
+// which costs a Go guest (hundreds of thousands of loop iterations to parse a payload) several
+// times its own work. A module that imports WASI's sched_yield, as every Go wasip1 module does,
+// is instrumented instead: each loop header counts down a global, and every yieldEvery
+// iterations calls sched_yield, whose host side ends the call once its deadline has passed.
+// That call is also a point where the Go runtime can preempt the goroutine, so a guest in a
+// tight loop never holds up a garbage collection. Modules without that import, or with
+// instructions the rewriter does not know (tail calls among them, which loop without a loop
+// header), keep wazero's check.
+
+// yieldEvery is how many loop iterations run between two deadline checks (well under a
+// millisecond of guest work).
+const yieldEvery = 4096
+
+var errNotInstrumentable = errors.New("module not instrumentable")
+
+// instrument returns the module rewritten to count loop iterations, or errNotInstrumentable.
+func instrument(mod []byte) ([]byte, error) {
+	if len(mod) < 8 || string(mod[:4]) != "\x00asm" || binary.LittleEndian.Uint32(mod[4:8]) != 1 {
+		return nil, errNotInstrumentable
+	}
+	type section struct {
+		id      byte
+		payload []byte
+	}
+	var secs []section
+	for r := (reader{b: mod, i: 8}); r.more(); {
+		id := r.byte()
+		n := r.u32()
+		p := r.bytes(int(n))
+		if r.err != nil {
+			return nil, errNotInstrumentable
+		}
+		secs = append(secs, section{id, p})
+	}
+	var types [][2][]byte // params, results
+	yield := -1
+	importedGlobals, definedGlobals, funcImports := 0, 0, 0
+	for _, s := range secs {
+		r := reader{b: s.payload}
+		switch s.id {
+		case 1: // type
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				if r.byte() != 0x60 {
+					return nil, errNotInstrumentable
+				}
+				ps := r.bytes(int(r.u32()))
+				rs := r.bytes(int(r.u32()))
+				types = append(types, [2][]byte{ps, rs})
+			}
+		case 2: // import
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				module := string(r.bytes(int(r.u32())))
+				name := string(r.bytes(int(r.u32())))
+				switch kind := r.byte(); kind {
+				case 0x00:
+					ti := r.u32()
+					if module == "wasi_snapshot_preview1" && name == "sched_yield" && int(ti) < len(types) &&
+						len(types[ti][0]) == 0 && bytes.Equal(types[ti][1], []byte{0x7F}) {
+						yield = funcImports
+					}
+					funcImports++
+				case 0x01:
+					r.byte()
+					r.limits()
+				case 0x02:
+					r.limits()
+				case 0x03:
+					r.byte()
+					r.byte()
+					importedGlobals++
+				default:
+					return nil, errNotInstrumentable
+				}
+			}
+		case 6: // global
+			definedGlobals = int(r.u32())
+		}
+		if r.err != nil {
+			return nil, errNotInstrumentable
+		}
+	}
+	if yield < 0 {
+		return nil, errNotInstrumentable
+	}
+	counter := uint32(importedGlobals + definedGlobals)
+	snippet := countdown(counter, uint32(yield))
+
+	out := bytes.NewBuffer(make([]byte, 0, len(mod)+len(mod)/8))
+	out.Write(mod[:8])
+	put := func(id byte, p []byte) {
+		out.WriteByte(id)
+		out.Write(binary.AppendUvarint(nil, uint64(len(p))))
+		out.Write(p)
+	}
+	global := binary.AppendUvarint(nil, uint64(definedGlobals+1))
+	wroteGlobal := false
+	putGlobal := func(old []byte) {
+		g := append([]byte(nil), global...)
+		if old != nil {
+			r := reader{b: old}
+			r.u32()
+			g = append(g, old[r.i:]...)
+		}
+		g = append(g, 0x7F, 0x01, 0x41)             // mutable i32 = i32.const yieldEvery
+		g = append(appendSLEB(g, yieldEvery), 0x0B) // end
+		put(6, g)
+		wroteGlobal = true
+	}
+	// Sections sort by this order; a module without globals gets one before the first section
+	// that must follow it.
+	order := map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+	for _, s := range secs {
+		if !wroteGlobal && s.id != 0 && order[s.id] > order[6] {
+			putGlobal(nil)
+		}
+		switch s.id {
+		case 6:
+			putGlobal(s.payload)
+		case 10:
+			code, err := rewriteCode(s.payload, snippet)
+			if err != nil {
+				return nil, err
+			}
+			put(10, code)
+		default:
+			put(s.id, s.payload)
+		}
+	}
+	if !wroteGlobal {
+		putGlobal(nil)
+	}
+	return out.Bytes(), nil
+}
+
+// countdown is the code at each loop header:
+//
+//	if (counter == 0) { counter = yieldEvery; drop(sched_yield()) } else { counter-- }
+func countdown(counter, yield uint32) []byte {
+	g := binary.AppendUvarint(nil, uint64(counter))
+	var b []byte
+	b = append(append(b, 0x23), g...)          // global.get counter
+	b = append(b, 0x45, 0x04, 0x40, 0x41)      // i32.eqz; if (empty); i32.const
+	b = appendSLEB(b, yieldEvery)              //   yieldEvery
+	b = append(append(b, 0x24), g...)          //   global.set counter
+	b = append(b, 0x10)                        //   call
+	b = binary.AppendUvarint(b, uint64(yield)) // sched_yield
+	b = append(b, 0x1A, 0x05, 0x23)            //   drop; else; global.get
+	b = append(b, g...)                        //   counter
+	b = append(b, 0x41, 0x01, 0x6B, 0x24)      //   i32.const 1; i32.sub; global.set
+	b = append(append(b, g...), 0x0B)          //   counter; end
+	return b
+}
+
+// rewriteCode inserts the countdown after every loop instruction of every function body.
+func rewriteCode(p []byte, snippet []byte) ([]byte, error) {
+	r := reader{b: p}
+	n := r.u32()
+	out := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/8), uint64(n))
+	var body []byte
+	for ; n > 0; n-- {
+		size := r.u32()
+		fn := r.bytes(int(size))
+		if r.err != nil {
+			return nil, errNotInstrumentable
+		}
+		var err error
+		if body, err = rewriteBody(body[:0], fn, snippet); err != nil {
+			return nil, err
+		}
+		out = binary.AppendUvarint(out, uint64(len(body)))
+		out = append(out, body...)
+	}
+	if r.more() {
+		return nil, errNotInstrumentable
+	}
+	return out, nil
+}
+
+func rewriteBody(out, fn, snippet []byte) ([]byte, error) {
+	r := reader{b: fn}
+	for n := r.u32(); n > 0 && r.err == nil; n-- { // locals: count and type
+		r.u32()
+		if t := r.byte(); t == 0x63 || t == 0x64 {
+			return nil, errNotInstrumentable // typed references
+		}
+	}
+	if r.err != nil {
+		return nil, errNotInstrumentable
+	}
+	out = append(out, fn[:r.i]...)
+	for r.more() {
+		start := r.i
+		op := r.byte()
+		isLoop := op == 0x03
+		if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, errNotInstrumentable
+		}
+		out = append(out, fn[start:r.i]...)
+		if isLoop {
+			out = append(out, snippet...)
+		}
+	}
+	return out, nil
+}
+
+// immediates skips the immediates of op.
+func (r *reader) immediates(op byte) error {
+	switch {
+	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0B || op == 0x0F || op == 0x1A || op == 0x1B || op == 0xD1:
+	case op >= 0x45 && op <= 0xC4: // numeric instructions, sign extension
+	case op == 0x02 || op == 0x03 || op == 0x04:
+		r.blockType()
+	case op == 0x0C || op == 0x0D || op == 0x10 || op == 0xD2 || (op >= 0x20 && op <= 0x26) || op == 0x3F || op == 0x40:
+		r.u32()
+	case op == 0x0E:
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			r.u32()
+		}
+		r.u32()
+	case op == 0x11:
+		r.u32()
+		r.u32()
+	case op == 0x1C:
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			r.byte()
+		}
+	case op >= 0x28 && op <= 0x3E:
+		r.memarg()
+	case op == 0x41:
+		r.sleb()
+	case op == 0x42:
+		r.sleb()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op == 0xD0:
+		r.byte()
+	case op == 0xFC:
+		switch sub := r.u32(); {
+		case sub <= 7:
+		case sub == 8 || sub == 10 || sub == 12 || sub == 14:
+			r.u32()
+			r.u32()
+		case sub == 9 || sub == 11 || sub == 13 || (sub >= 15 && sub <= 17):
+			r.u32()
+		default:
+			return errNotInstrumentable
+		}
+	case op == 0xFD:
+		switch sub := r.u32(); {
+		case sub <= 11 || sub == 92 || sub == 93:
+			r.memarg()
+		case sub == 12 || sub == 13:
+			r.bytes(16)
+		case sub >= 21 && sub <= 34:
+			r.byte()
+		case sub >= 84 && sub <= 91:
+			r.memarg()
+			r.byte()
+		case sub > 0xFF:
+			return errNotInstrumentable
+		}
+	default:
+		// tail calls, exceptions, typed function references, threads: left to wazero's check
+		return errNotInstrumentable
+	}
+	return nil
+}
+
+// reader decodes the binary format; the first error sticks.
+type reader struct {
+	b   []byte
+	i   int
+	err error
+}
+
+func (r *reader) more() bool { return r.err == nil && r.i < len(r.b) }
+
+func (r *reader) byte() byte {
+	if r.err != nil || r.i >= len(r.b) {
+		r.err = errNotInstrumentable
+		return 0
+	}
+	r.i++
+	return r.b[r.i-1]
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil || n < 0 || r.i+n > len(r.b) {
+		r.err = errNotInstrumentable
+		return nil
+	}
+	r.i += n
+	return r.b[r.i-n : r.i]
+}
+
+func (r *reader) u32() uint32 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.i:])
+	if n <= 0 || v > 0xFFFFFFFF {
+		r.err = errNotInstrumentable
+		return 0
+	}
+	r.i += n
+	return uint32(v)
+}
+
+func (r *reader) sleb() {
+	for r.err == nil {
+		if r.byte()&0x80 == 0 {
+			return
+		}
+	}
+}
+
+func (r *reader) blockType() {
+	if r.err != nil || r.i >= len(r.b) {
+		r.err = errNotInstrumentable
+		return
+	}
+	switch r.b[r.i] {
+	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		r.i++
+	default:
+		r.sleb() // a type index
+	}
+}
+
+func (r *reader) memarg() {
+	if align := r.u32(); align&0x40 != 0 {
+		r.u32() // memory index (multi-memory)
+	}
+	r.u32()
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.u32()
+	if flags&1 != 0 {
+		r.u32()
+	}
+	if flags > 7 {
+		r.err = fmt.Errorf("%w: limits flags %#x", errNotInstrumentable, flags)
+	}
+}
+
+func appendSLEB(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}

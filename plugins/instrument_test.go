@@ -1,0 +1,84 @@
+package plugins
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+)
+
+// Every module the tests build is either instrumented into a module that still compiles, or
+// left to wazero's check; Go modules (which import sched_yield) are always instrumented.
+func TestInstrumentEveryModule(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(modules, "*.wasm"))
+	if len(files) == 0 {
+		t.Fatal("no test modules")
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	counted := 0
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		ib, err := instrument(b)
+		if err != nil {
+			if strings.Contains(f, "gohighlevel") || strings.Contains(f, "yieldloop") {
+				t.Fatalf("%s: not instrumented: %v", f, err)
+			}
+			continue
+		}
+		counted++
+		if _, err := r.CompileModule(ctx, ib); err != nil {
+			t.Fatalf("%s: the instrumented module does not compile: %v", f, err)
+		}
+	}
+	t.Logf("%d of %d modules instrumented", counted, len(files))
+}
+
+// A guest spinning in a loop reaches a Go function every yieldEvery iterations, so a garbage
+// collection that stops the world is never held up by it.
+func TestCountedLoopLetsTheGCRun(t *testing.T) {
+	h := newHost(t, Options{})
+	var stop atomic.Bool
+	gcs := make(chan int)
+	go func() {
+		n := 0
+		for !stop.Load() {
+			goruntime.GC()
+			n++
+		}
+		gcs <- n
+	}()
+	start := time.Now()
+	for i := 0; i < 5; i++ {
+		ep := endpoint("yieldloop", mod("yieldloop"), nil)
+		if _, err := h.Transform(context.Background(), ep, meta, []byte("{}")); err == nil || !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("got %v", err)
+		}
+	}
+	stop.Store(true)
+	if n := <-gcs; n == 0 {
+		t.Fatal("no garbage collection ran while the guest looped")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("five 100ms deadlines took %s", took)
+	}
+}
+
+func FuzzInstrument(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join(modules, "*.wasm"))
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		instrument(b) // must not panic
+	})
+}
