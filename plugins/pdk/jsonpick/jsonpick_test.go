@@ -1,0 +1,106 @@
+package jsonpick
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestPick(t *testing.T) {
+	doc := []byte(` {"event":"call.completed","n":-12,"f":1.5e3,"ok":true,"no":false,"nil":null,
+		"data":{"name":"Jos\u00e9 \"J\"\n\ud83d\ude00","list":[1,{"a":[]},"x"],"deep":{"k":"v"}},
+		"esc\u0061ped":"yes","dup":"first","dup":"last"} `)
+	o, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := o.String("event"); !ok || v != "call.completed" {
+		t.Fatalf("event %q %v", v, ok)
+	}
+	if n, ok := o.Int("n"); !ok || n != -12 {
+		t.Fatalf("n %d %v", n, ok)
+	}
+	if _, ok := o.Int("f"); ok {
+		t.Fatal("1.5e3 read as an integer")
+	}
+	if b, ok := o.Bool("ok"); !ok || !b {
+		t.Fatal("ok")
+	}
+	if b, ok := o.Bool("no"); !ok || b {
+		t.Fatal("no")
+	}
+	if _, ok := o.String("nil"); ok {
+		t.Fatal("null read as a string")
+	}
+	if _, ok := o.Object("nil"); ok {
+		t.Fatal("null read as an object")
+	}
+	d, ok := o.Object("data")
+	if !ok {
+		t.Fatal("data")
+	}
+	if v, _ := d.String("name"); v != "José \"J\"\n😀" {
+		t.Fatalf("name %q", v)
+	}
+	if deep, _ := d.Object("deep"); string(deep.Raw("k")) != `"v"` {
+		t.Fatal("deep")
+	}
+	if v, _ := o.String("escaped"); v != "yes" {
+		t.Fatalf("escaped key: %q", v)
+	}
+	if v, _ := o.String("dup"); v != "last" {
+		t.Fatalf("dup %q", v)
+	}
+	if o.Raw("missing") != nil {
+		t.Fatal("missing")
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	for _, s := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":01}`, `{"a":-}`, `{"a":1.}`, `{"a":tru}`,
+		`{"a":"\x"}`, `{"a":"\u12"}`, "{\"a\":\"\x01\"}", `{"a":[1,]}`, `{"a":{"b" 1}}`, `{"a":1} x`, `{"a":1}{}`,
+		`{"a":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `}`} {
+		if _, err := Parse([]byte(s)); err == nil {
+			t.Errorf("%q parsed", s)
+		}
+	}
+}
+
+// Strings decode as encoding/json decodes them, and AppendString writes what it writes.
+func FuzzStrings(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"a\"b\\c\/d\b\f\n\r\t"`, `"\u00e9\ud83d\ude00\ud800x\udc00"`, "\"\xff\xfe\"", `"<&>` + "\u2028\u2029\"", `""`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, lit string) {
+		var want string
+		if json.Unmarshal([]byte(lit), &want) != nil {
+			return
+		}
+		o, err := Parse([]byte(`{"k":` + lit + `}`))
+		if err != nil {
+			t.Fatalf("%q: %v", lit, err)
+		}
+		if got, ok := o.String("k"); !ok || got != want {
+			t.Fatalf("%q: got %q want %q", lit, got, want)
+		}
+		enc, _ := json.Marshal(want)
+		if got := AppendString(nil, want); string(got) != string(enc) {
+			t.Fatalf("AppendString(%q) = %s, encoding/json %s", want, got, enc)
+		}
+	})
+}
+
+// Parse accepts exactly the objects encoding/json accepts.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,2,{"b":null}],"c":"d"}`, `{"a":-0.5e-3}`, ` {"a" : true } `} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var m map[string]any
+		valid := json.Unmarshal([]byte(s), &m) == nil && m != nil
+		_, err := Parse([]byte(s))
+		if valid != (err == nil) && !(valid && strings.Count(s, "[")+strings.Count(s, "{") > maxDepth) {
+			t.Fatalf("%q: encoding/json valid %v, jsonpick err %v", s, valid, err)
+		}
+	})
+}
