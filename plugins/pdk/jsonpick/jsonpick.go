@@ -12,6 +12,7 @@
 package jsonpick
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strconv"
@@ -21,13 +22,26 @@ import (
 
 // Object is a JSON object's members: keys and raw values, in document order.
 type Object struct {
-	doc     []byte
+	t       *tree
 	members []member
+}
+
+// tree is one parse: the document and its objects, in one allocation for a typical payload
+// (allocating is what costs most in a WebAssembly guest).
+type tree struct {
+	doc      []byte
+	objs     []Object
+	stack    []member // members of the objects being parsed
+	arena    []member // members of the objects parsed
+	objBuf   [8]Object
+	stackBuf [32]member
+	arenaBuf [64]member
 }
 
 // member locates a key (without quotes, still escaped when esc) and its raw value in doc.
 type member struct {
 	k0, k1, v0, v1 int32
+	sub            int32 // 1 + the index in objs of the value parsed as an object; 0: none
 	esc            bool
 }
 
@@ -39,9 +53,11 @@ func Parse(doc []byte) (Object, error) {
 	if len(doc) > math.MaxInt32 {
 		return Object{}, ErrSyntax
 	}
-	p := parser{b: doc}
+	t := &tree{doc: doc}
+	t.objs, t.stack, t.arena = t.objBuf[:0], t.stackBuf[:0], t.arenaBuf[:0]
+	p := parser{b: doc, t: t}
 	p.ws()
-	o, err := p.object()
+	o, err := p.object(0)
 	if err != nil {
 		return Object{}, err
 	}
@@ -54,15 +70,22 @@ func Parse(doc []byte) (Object, error) {
 // Raw returns the raw value of key (nil when absent). A repeated key's last value counts, as
 // with encoding/json.
 func (o Object) Raw(key string) []byte {
+	if m := o.find(key); m != nil {
+		return o.t.doc[m.v0:m.v1]
+	}
+	return nil
+}
+
+func (o Object) find(key string) *member {
 	for i := len(o.members) - 1; i >= 0; i-- {
 		m := &o.members[i]
-		k := o.doc[m.k0:m.k1]
+		k := o.t.doc[m.k0:m.k1]
 		if m.esc {
 			if u, ok := unquote(k); ok && u == key {
-				return o.doc[m.v0:m.v1]
+				return m
 			}
 		} else if string(k) == key {
-			return o.doc[m.v0:m.v1]
+			return m
 		}
 	}
 	return nil
@@ -70,13 +93,10 @@ func (o Object) Raw(key string) []byte {
 
 // Object returns the object at key; ok is false when it is absent, null or not an object.
 func (o Object) Object(key string) (Object, bool) {
-	raw := o.Raw(key)
-	if len(raw) == 0 || raw[0] != '{' {
-		return Object{}, false
+	if m := o.find(key); m != nil && m.sub != 0 {
+		return o.t.objs[m.sub-1], true
 	}
-	p := parser{b: raw}
-	sub, err := p.object()
-	return sub, err == nil
+	return Object{}, false
 }
 
 // String returns the string at key; ok is false when it is absent, null or not a string.
@@ -86,6 +106,23 @@ func (o Object) String(key string) (string, bool) {
 		return "", false
 	}
 	return unquote(raw[1 : len(raw)-1])
+}
+
+// Bytes returns the string at key like String, without copying when it has no escapes: the
+// slice then points into the document and must not be modified.
+func (o Object) Bytes(key string) ([]byte, bool) {
+	raw := o.Raw(key)
+	if len(raw) < 2 || raw[0] != '"' {
+		return nil, false
+	}
+	in := raw[1 : len(raw)-1]
+	for _, c := range in {
+		if c == '\\' || c >= utf8.RuneSelf {
+			u, ok := unquote(in)
+			return []byte(u), ok
+		}
+	}
+	return in, true
 }
 
 // Int returns the integer at key; ok is false when it is absent or not an integer.
@@ -108,6 +145,7 @@ func (o Object) Bool(key string) (value, ok bool) {
 type parser struct {
 	b []byte
 	i int
+	t *tree
 }
 
 func (p *parser) ws() {
@@ -121,16 +159,26 @@ func (p *parser) ws() {
 	}
 }
 
-func (p *parser) object() (Object, error) {
-	if p.i >= len(p.b) || p.b[p.i] != '{' {
+// object parses an object, and the objects among its values.
+func (p *parser) object(depth int) (Object, error) {
+	if depth > maxDepth || p.i >= len(p.b) || p.b[p.i] != '{' {
 		return Object{}, ErrSyntax
 	}
 	p.i++
-	o := Object{doc: p.b, members: make([]member, 0, 8)}
+	o := Object{t: p.t}
+	base := len(p.t.stack)
+	done := func() Object {
+		t := p.t
+		start := len(t.arena)
+		t.arena = append(t.arena, t.stack[base:]...)
+		o.members = t.arena[start:len(t.arena):len(t.arena)]
+		t.stack = t.stack[:base]
+		return o
+	}
 	p.ws()
 	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
-		return o, nil
+		return done(), nil
 	}
 	for {
 		p.ws()
@@ -147,10 +195,18 @@ func (p *parser) object() (Object, error) {
 		p.i++
 		p.ws()
 		vs := p.i
-		if err := p.value(0); err != nil {
+		var sub int32
+		if p.i < len(p.b) && p.b[p.i] == '{' {
+			so, err := p.object(depth + 1)
+			if err != nil {
+				return o, err
+			}
+			p.t.objs = append(p.t.objs, so)
+			sub = int32(len(p.t.objs))
+		} else if err := p.value(depth + 1); err != nil {
 			return o, err
 		}
-		o.members = append(o.members, member{k0: int32(start), k1: int32(kend), v0: int32(vs), v1: int32(p.i), esc: esc})
+		p.t.stack = append(p.t.stack, member{k0: int32(start), k1: int32(kend), v0: int32(vs), v1: int32(p.i), esc: esc, sub: sub})
 		p.ws()
 		if p.i >= len(p.b) {
 			return o, ErrSyntax
@@ -160,7 +216,7 @@ func (p *parser) object() (Object, error) {
 			p.i++
 		case '}':
 			p.i++
-			return o, nil
+			return done(), nil
 		default:
 			return o, ErrSyntax
 		}
@@ -279,38 +335,56 @@ func (p *parser) number() error {
 	return nil
 }
 
-// str skips a string (p.i at its opening quote) and reports whether it has escapes.
+// str skips a string (p.i at its opening quote) and reports whether it has escapes. It jumps
+// from quote to quote with bytes.IndexByte (assembly, in WebAssembly too).
 func (p *parser) str() (bool, error) {
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
 		return false, ErrSyntax
 	}
 	esc := false
-	for p.i++; p.i < len(p.b); p.i++ {
-		switch c := p.b[p.i]; {
-		case c == '"':
-			p.i++
-			return esc, nil
-		case c == '\\':
-			esc = true
-			p.i++
-			if p.i >= len(p.b) {
+	i := p.i + 1
+	for {
+		j := bytes.IndexByte(p.b[i:], '"')
+		if j < 0 {
+			return esc, ErrSyntax
+		}
+		seg := p.b[i : i+j]
+		for _, c := range seg {
+			if c < 0x20 {
 				return esc, ErrSyntax
 			}
-			switch p.b[p.i] {
+		}
+		if bytes.IndexByte(seg, '\\') < 0 {
+			p.i = i + j + 1
+			return esc, nil
+		}
+		// escapes: walk them; the quote found may be escaped
+		esc = true
+		k := i
+		for k < i+j {
+			if p.b[k] != '\\' {
+				k++
+				continue
+			}
+			k++
+			switch p.b[k] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				k++
 			case 'u':
-				if len(p.b)-p.i < 5 || !hex4(p.b[p.i+1:p.i+5]) {
+				if len(p.b)-k < 5 || !hex4(p.b[k+1:k+5]) {
 					return esc, ErrSyntax
 				}
-				p.i += 4
+				k += 5
 			default:
 				return esc, ErrSyntax
 			}
-		case c < 0x20:
-			return esc, ErrSyntax
 		}
+		if k == i+j {
+			p.i = k + 1 // the quote closes the string
+			return esc, nil
+		}
+		i = k // an escaped quote (k is past it): look for the next one
 	}
-	return esc, ErrSyntax
 }
 
 func hex4(b []byte) bool {
@@ -409,7 +483,12 @@ const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string, escaped exactly as encoding/json escapes it (HTML
 // characters, U+2028 and U+2029 included; invalid UTF-8 becomes U+FFFD).
-func AppendString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte { return appendString(b, s) }
+
+// AppendBytes appends s as a JSON string, like AppendString.
+func AppendBytes(b []byte, s []byte) []byte { return appendString(b, s) }
+
+func appendString[S string | []byte](b []byte, s S) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -439,7 +518,8 @@ func AppendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		var head [utf8.UTFMax]byte
+		r, size := utf8.DecodeRune(head[:copy(head[:], s[i:])])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)

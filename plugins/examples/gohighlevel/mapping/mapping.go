@@ -8,6 +8,7 @@
 package mapping
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"strconv"
@@ -17,85 +18,97 @@ import (
 )
 
 // Map converts a payload. tag, when set, is added to the tags (for example "PPC").
-func Map(payload []byte, tag string) ([]byte, error) {
+func Map(payload []byte, tag string) ([]byte, error) { return AppendMap(nil, payload, tag) }
+
+// AppendMap appends the converted payload to dst. It reads the payload in place and allocates
+// little: a transform that passes the same dst on each call allocates almost nothing.
+func AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 	ev, err := jsonpick.Parse(payload)
 	if err != nil {
 		return nil, errors.New("payload is not a ringgate event: " + err.Error())
 	}
-	event, _ := ev.String("event")
+	str := func(o jsonpick.Object, k string) []byte { v, _ := o.Bytes(k); return v }
+	event := str(ev, "event")
 	d, _ := ev.Object("data")
-	str := func(o jsonpick.Object, k string) string { v, _ := o.String(k); return v }
 
 	phone := str(d, "from_number")
-	if phone == "" {
+	if len(phone) == 0 {
 		phone = str(d, "blocked_number")
 	}
-	name := strings.TrimSpace(str(d, "caller_name"))
-	var first, last string
-	if name != "" {
-		first, last, _ = strings.Cut(name, " ")
-		last = strings.TrimSpace(last)
+	name := bytes.TrimSpace(str(d, "caller_name"))
+	var first, last []byte
+	if len(name) > 0 {
+		first, last, _ = bytes.Cut(name, []byte(" "))
+		last = bytes.TrimSpace(last)
 	}
 	loc, _ := d.Object("caller_location")
 	campaign := str(d, "campaign_name")
 	source := str(d, "utm_source")
-	if source == "" {
+	if len(source) == 0 {
 		source = campaign
 	}
-	tags := make([]string, 0, 3)
-	if campaign != "" {
+	var tagBuf [3][]byte
+	tags := tagBuf[:0]
+	if len(campaign) > 0 {
 		tags = append(tags, campaign)
 	}
 	if first, ok := d.Bool("is_first_time_caller"); ok {
 		if first {
-			tags = append(tags, "New Caller")
+			tags = append(tags, newCaller)
 		} else {
-			tags = append(tags, "Repeat Caller")
+			tags = append(tags, repeatCaller)
 		}
-	}
-	if tag != "" {
-		tags = append(tags, tag)
 	}
 
-	var fields [][2]string
-	set := func(k, v string) {
-		if v != "" {
-			fields = append(fields, [2]string{k, v})
+	type field struct {
+		k string
+		v []byte
+	}
+	var fieldBuf [16]field
+	fields := fieldBuf[:0]
+	set := func(k string, v []byte) {
+		if len(v) > 0 {
+			fields = append(fields, field{k, v})
 		}
+	}
+	var num [20]byte
+	// in the order of their keys, as encoding/json writes a map
+	if id, _ := d.Int("call_log_id"); id != 0 {
+		set("call_log_id", strconv.AppendInt(num[:0], id, 10))
+	}
+	set("call_status", str(d, "status"))
+	var dur [20]byte
+	if string(event) == "call.completed" || string(event) == "call.missed" {
+		n, _ := d.Int("duration")
+		set("call_duration", strconv.AppendInt(dur[:0], n, 10))
 	}
 	set("campaign_name", campaign)
-	set("utm_medium", str(d, "utm_medium"))
-	set("call_status", str(d, "status"))
-	if event == "call.completed" || event == "call.missed" {
-		dur, _ := d.Int("duration")
-		set("call_duration", strconv.FormatInt(dur, 10))
-	}
-	set("recording_url", str(d, "recording_url"))
-	if id, _ := d.Int("call_log_id"); id != 0 {
-		set("call_log_id", strconv.FormatInt(id, 10))
-	}
-	if v, ok := d.Object("visitor_session"); ok {
-		set("gclid", str(v, "gclid"))
+	v, hasVisit := d.Object("visitor_session")
+	if hasVisit {
 		set("fbclid", str(v, "fbclid"))
 		set("ga_client_id", str(v, "ga_client_id"))
-		set("utm_campaign", str(v, "utm_campaign"))
+		set("gclid", str(v, "gclid"))
 		set("landing_page_url", str(v, "landing_page_url"))
 	}
-	if v, ok := d.Object("voicemail"); ok {
-		set("voicemail_url", str(v, "recording_url"))
-		set("voicemail_transcription", str(v, "transcription"))
+	set("recording_url", str(d, "recording_url"))
+	if hasVisit {
+		set("utm_campaign", str(v, "utm_campaign"))
 	}
-	slices.SortStableFunc(fields, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	set("utm_medium", str(d, "utm_medium"))
+	if vm, ok := d.Object("voicemail"); ok {
+		set("voicemail_transcription", str(vm, "transcription"))
+		set("voicemail_url", str(vm, "recording_url"))
+	}
+	slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.k, b.k) })
 
-	out := make([]byte, 0, 512)
-	out = append(out, `{"phone":`...)
-	out = jsonpick.AppendString(out, phone)
-	opt := func(k, v string) {
-		if v != "" {
+	out := append(dst, `{"phone":`...)
+	out = jsonpick.AppendBytes(out, phone)
+	opt := func(k string, v []byte) {
+		if len(v) > 0 {
 			out = append(out, ',', '"')
 			out = append(out, k...)
 			out = append(out, '"', ':')
-			out = jsonpick.AppendString(out, v)
+			out = jsonpick.AppendBytes(out, v)
 		}
 	}
 	opt("name", name)
@@ -109,21 +122,26 @@ func Map(payload []byte, tag string) ([]byte, error) {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = jsonpick.AppendString(out, t)
+		out = jsonpick.AppendBytes(out, t)
+	}
+	if tag != "" {
+		if len(tags) > 0 {
+			out = append(out, ',')
+		}
+		out = jsonpick.AppendString(out, tag)
 	}
 	out = append(out, `],"customField":{`...)
 	for i, f := range fields {
-		if i > 0 && fields[i-1][0] == f[0] {
-			continue
-		}
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = jsonpick.AppendString(out, f[0])
+		out = jsonpick.AppendString(out, f.k)
 		out = append(out, ':')
-		out = jsonpick.AppendString(out, f[1])
+		out = jsonpick.AppendBytes(out, f.v)
 	}
 	out = append(out, `},"event":`...)
-	out = jsonpick.AppendString(out, event)
+	out = jsonpick.AppendBytes(out, event)
 	return append(out, '}'), nil
 }
+
+var newCaller, repeatCaller = []byte("New Caller"), []byte("Repeat Caller")
