@@ -24,7 +24,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	}
 	j := sc.JetStream
 	opt := jsstore.Options{
-		URLs: j.URLs, CredentialsFile: j.Credentials, Replicas: j.Replicas,
+		URLs: j.URLs, CredentialsFile: j.Credentials, Replicas: j.Replicas, AckWait: j.Lease,
 		Retention: cfg.Delivery.LogRetention, Logger: log,
 	}
 	if j.TLS.CA != "" || j.TLS.Cert != "" {

@@ -112,6 +112,14 @@ func (s syncBuffer) Write(p []byte) (int, error) {
 
 func startNode(t *testing.T, cfgFile, public, admin string) *node {
 	t.Helper()
+	n := spawnNode(t, cfgFile, public, admin)
+	n.waitReady()
+	return n
+}
+
+// spawnNode starts a ringgate serve process without waiting for it.
+func spawnNode(t *testing.T, cfgFile, public, admin string) *node {
+	t.Helper()
 	n := &node{t: t, cfgFile: cfgFile, public: public, admin: admin, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	n.cmd = exec.Command(binary, "serve", "--config", cfgFile)
 	n.cmd.Stderr = syncBuffer{n.logMu, n.log}
@@ -128,13 +136,19 @@ func startNode(t *testing.T, cfgFile, public, admin string) *node {
 			t.Logf("gateway log:\n%s", n.logs())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	return n
+}
+
+func (n *node) waitReady() {
+	t := n.t
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + public + "/readyz")
+		resp, err := http.Get("http://" + n.public + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return n
+				return
 			}
 		}
 		if time.Now().After(deadline) {
@@ -759,4 +773,113 @@ workspaces:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Three ringgate processes, each with its embedded JetStream node, form one cluster. kill -9
+// one of them (its NATS node goes with it) in the middle of a burst that it acknowledged, with a
+// slow receiver: the two others deliver every acknowledged event, without a restart.
+func TestClusterKill9MidBurstLosesNothing(t *testing.T) {
+	sink := newSlowSink(t, 30*time.Millisecond)
+	var routes []string
+	for range 3 {
+		routes = append(routes, freePort(t))
+	}
+	var nodes []*node
+	for i := range 3 {
+		dir := t.TempDir()
+		public, admin := freePort(t), freePort(t)
+		cfg := writeConfig(t, dir, public, admin, sink.URL, ", max_in_flight: 4")
+		var others []string
+		for j, r := range routes {
+			if j != i {
+				others = append(others, "nats://"+r)
+			}
+		}
+		b, _ := os.ReadFile(cfg)
+		storage := fmt.Sprintf("storage: {path: %s, backend: jetstream, jetstream: {embedded: true, name: node%d, cluster_listen: %q, routes: [%s], replicas: 3, lease: 3s}}",
+			filepath.Join(dir, "data"), i+1, routes[i], strings.Join(others, ", "))
+		b = []byte(strings.Replace(string(b), "storage: {path: "+filepath.Join(dir, "data")+"}", storage, 1))
+		if err := os.WriteFile(cfg, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, spawnNode(t, cfg, public, admin))
+	}
+	for _, n := range nodes {
+		n.waitReady() // the three start together: each waits for the cluster's quorum
+	}
+	victim := nodes[0]
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := victim.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`)
+				if code != 202 {
+					return // the process is gone
+				}
+				mu.Lock()
+				acked = append(acked, body["delivery_id"].(string))
+				mu.Unlock()
+			}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		k := len(acked)
+		mu.Unlock()
+		if k >= 300 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.cmd.Wait()
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	ids := append([]string(nil), acked...)
+	mu.Unlock()
+	missing := func() int {
+		n := 0
+		for _, id := range ids {
+			if !sink.has(id) {
+				n++
+			}
+		}
+		return n
+	}
+	m := missing()
+	t.Logf("node 1 killed with %d acknowledged, %d not yet delivered", len(ids), m)
+	if m == 0 {
+		t.Fatal("the receiver was not behind at the kill; the test proves nothing")
+	}
+	sink.mu.Lock()
+	sink.delay = 0
+	sink.mu.Unlock()
+	deadline = time.Now().Add(90 * time.Second)
+	for m = missing(); m > 0; m = missing() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged deliveries never arrived from the surviving nodes", m, len(ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sink.mu.Lock()
+	repeats := 0
+	for _, n := range sink.seen {
+		repeats += n - 1
+	}
+	sink.mu.Unlock()
+	t.Logf("all %d delivered by the two surviving nodes; %d repeated under the same webhook-id", len(ids), repeats)
 }

@@ -39,16 +39,17 @@ type Storage struct {
 }
 
 type JetStream struct {
-	URLs          []string `yaml:"urls" example:"[nats://nats1:4222, nats://nats2:4222, nats://nats3:4222]" doc:"NATS servers to connect to; not with embedded."`
-	Credentials   string   `yaml:"credentials" example:"/etc/ringgate/nats.creds" doc:"NATS credentials file (JWT and NKey) for urls."`
-	TLS           NATSTLS  `yaml:"tls" doc:"TLS to the NATS servers of urls."`
-	Replicas      int      `yaml:"replicas" default:"1" doc:"Replicas of every stream and bucket: 1 for one node, 3 for a three-node cluster (survives one node's loss)."`
-	Embedded      bool     `yaml:"embedded" default:"false" doc:"Run a NATS server with JetStream inside ringgate; nodes that list one another in routes form a cluster."`
-	Name          string   `yaml:"name" example:"node1" doc:"This node's name in the cluster (embedded; unique per node; default: the host name)."`
-	Listen        string   `yaml:"listen" example:"127.0.0.1:4222" doc:"Client listener of the embedded server, for the nats CLI (empty: in-process only)."`
-	ClusterListen string   `yaml:"cluster_listen" example:"0.0.0.0:6222" doc:"Where the embedded server takes routes from the other nodes (empty: a lone node)."`
-	ClusterName   string   `yaml:"cluster_name" default:"ringgate" doc:"The cluster's name, the same on every node."`
-	Routes        []string `yaml:"routes" example:"[nats://node2:6222, nats://node3:6222]" doc:"The other nodes' cluster_listen addresses."`
+	URLs          []string      `yaml:"urls" example:"[nats://nats1:4222, nats://nats2:4222, nats://nats3:4222]" doc:"NATS servers to connect to; not with embedded."`
+	Credentials   string        `yaml:"credentials" example:"/etc/ringgate/nats.creds" doc:"NATS credentials file (JWT and NKey) for urls."`
+	TLS           NATSTLS       `yaml:"tls" doc:"TLS to the NATS servers of urls."`
+	Replicas      int           `yaml:"replicas" default:"1" doc:"Replicas of every stream and bucket: 1 for one node, 3 for a three-node cluster (survives one node's loss)."`
+	Embedded      bool          `yaml:"embedded" default:"false" doc:"Run a NATS server with JetStream inside ringgate; nodes that list one another in routes form a cluster."`
+	Name          string        `yaml:"name" example:"node1" doc:"This node's name in the cluster (embedded; unique per node; default: the host name)."`
+	Listen        string        `yaml:"listen" example:"127.0.0.1:4222" doc:"Client listener of the embedded server, for the nats CLI (empty: in-process only)."`
+	ClusterListen string        `yaml:"cluster_listen" example:"0.0.0.0:6222" doc:"Where the embedded server takes routes from the other nodes (empty: a lone node)."`
+	ClusterName   string        `yaml:"cluster_name" default:"ringgate" doc:"The cluster's name, the same on every node."`
+	Routes        []string      `yaml:"routes" example:"[nats://node2:6222, nats://node3:6222]" doc:"The other nodes' cluster_listen addresses."`
+	Lease         time.Duration `yaml:"lease" default:"30s" doc:"How long deliveries a node has fetched stay with it once it stops answering, before the other nodes take them over (live nodes renew their lease)."`
 }
 
 type NATSTLS struct {

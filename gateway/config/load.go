@@ -176,6 +176,9 @@ func (v *validator) jetstream(j *JetStream) {
 	if j.Replicas < 1 || j.Replicas > 5 {
 		v.at(at+".replicas", "must be 1 to 5, not %d", j.Replicas)
 	}
+	if j.Lease < time.Second || j.Lease > time.Hour {
+		v.at(at+".lease", "must be between 1s and 1h, not %s", j.Lease)
+	}
 	if (j.TLS.Cert == "") != (j.TLS.Key == "") {
 		v.at(at+".tls", "cert and key go together")
 	}
