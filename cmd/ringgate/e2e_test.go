@@ -217,51 +217,7 @@ func TestKill9MidBurstLosesNothing(t *testing.T) {
 	public, admin := freePort(t), freePort(t)
 	cfg := writeConfig(t, dir, public, admin, sink.URL, ", max_in_flight: 4")
 	n := startNode(t, cfg, public, admin)
-
-	var mu sync.Mutex
-	var acked []string
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body := n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`)
-				if code != 202 {
-					return // the process is gone
-				}
-				mu.Lock()
-				acked = append(acked, body["delivery_id"].(string))
-				mu.Unlock()
-			}
-		}()
-	}
-	// Kill once a good part of the burst is acknowledged and the receiver is behind.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		k := len(acked)
-		mu.Unlock()
-		if k >= 300 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd.Wait()
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	ids := append([]string(nil), acked...)
-	mu.Unlock()
+	ids := burstThenKill(t, n)
 	missing := 0
 	for _, id := range ids {
 		if !sink.has(id) {
@@ -277,7 +233,7 @@ func TestKill9MidBurstLosesNothing(t *testing.T) {
 	sink.delay = 0
 	sink.mu.Unlock()
 	startNode(t, cfg, public, admin)
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		missing = 0
 		for _, id := range ids {
@@ -775,6 +731,55 @@ workspaces:
 	}
 }
 
+// burstThenKill sends test events to n from 8 clients and kills n with SIGKILL once 300 are
+// acknowledged; it returns the acknowledged delivery ids.
+func burstThenKill(t *testing.T, n *node) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := n.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`)
+				if code != 202 {
+					return // the process is gone
+				}
+				mu.Lock()
+				acked = append(acked, body["delivery_id"].(string))
+				mu.Unlock()
+			}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		k := len(acked)
+		mu.Unlock()
+		if k >= 300 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Wait()
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), acked...)
+}
+
 // Three ringgate processes, each with its embedded JetStream node, form one cluster. kill -9
 // one of them (its NATS node goes with it) in the middle of a burst that it acknowledged, with a
 // slow receiver: the two others deliver every acknowledged event, without a restart.
@@ -808,49 +813,7 @@ func TestClusterKill9MidBurstLosesNothing(t *testing.T) {
 		n.waitReady() // the three start together: each waits for the cluster's quorum
 	}
 	victim := nodes[0]
-	var mu sync.Mutex
-	var acked []string
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body := victim.api("POST", "/api/v1/endpoints/sink/test", `{"event":"call.completed"}`)
-				if code != 202 {
-					return // the process is gone
-				}
-				mu.Lock()
-				acked = append(acked, body["delivery_id"].(string))
-				mu.Unlock()
-			}
-		}()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		k := len(acked)
-		mu.Unlock()
-		if k >= 300 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	victim.cmd.Wait()
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	ids := append([]string(nil), acked...)
-	mu.Unlock()
+	ids := burstThenKill(t, victim)
 	missing := func() int {
 		n := 0
 		for _, id := range ids {
@@ -868,7 +831,7 @@ func TestClusterKill9MidBurstLosesNothing(t *testing.T) {
 	sink.mu.Lock()
 	sink.delay = 0
 	sink.mu.Unlock()
-	deadline = time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for m = missing(); m > 0; m = missing() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d acknowledged deliveries never arrived from the surviving nodes", m, len(ids))

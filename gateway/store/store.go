@@ -340,3 +340,30 @@ type NumberHolds interface {
 	// SetHolds stores them if the version is still expect, else returns ErrConflict.
 	SetHolds(ctx context.Context, number string, hs []Hold, expect uint64) (uint64, error)
 }
+
+// ApplyBreaker applies the outcome's breaker change to an endpoint's state; it reports whether
+// the state changed (a success with no failures to reset changes nothing).
+func (o *Outcome) ApplyBreaker(st *EndpointState) bool {
+	switch o.Breaker {
+	case BreakerSuccess:
+		if st.ConsecutiveFailures == 0 {
+			return false
+		}
+		st.ConsecutiveFailures = 0
+	case BreakerFailure:
+		st.ConsecutiveFailures++
+		if st.Enabled && o.Threshold > 0 && st.ConsecutiveFailures >= o.Threshold {
+			st.Enabled = false
+			st.DisabledAt = o.Now
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// SessionTTL is how long a stored session is kept: until its hold ends plus grace, at least a
+// second.
+func SessionTTL(s Session, grace time.Duration) time.Duration {
+	return max(time.Until(s.HoldUntil)+grace, time.Second)
+}

@@ -756,18 +756,8 @@ func (s *Store) breaker(txn *bdb.Txn, endpointID string, o store.Outcome, st *st
 	} else if err != nil {
 		return false, err
 	}
-	switch o.Breaker {
-	case store.BreakerSuccess:
-		if st.ConsecutiveFailures == 0 {
-			return false, nil
-		}
-		st.ConsecutiveFailures = 0
-	case store.BreakerFailure:
-		st.ConsecutiveFailures++
-		if st.Enabled && o.Threshold > 0 && st.ConsecutiveFailures >= o.Threshold {
-			st.Enabled = false
-			st.DisabledAt = o.Now
-		}
+	if !o.ApplyBreaker(st) {
+		return false, nil
 	}
 	return true, s.putEndpoint(txn, st)
 }

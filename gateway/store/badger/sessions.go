@@ -22,10 +22,7 @@ func (s *Store) PutSession(ctx context.Context, ss store.Session, grace time.Dur
 	if err != nil {
 		return err
 	}
-	ttl := time.Until(ss.HoldUntil) + grace
-	if ttl < time.Second {
-		ttl = time.Second
-	}
+	ttl := store.SessionTTL(ss, grace)
 	return s.updateCommitted(ctx, func(txn *bdb.Txn) error { return s.set(txn, keySession(ss.ID), b, ttl) })
 }
 

@@ -168,11 +168,8 @@ func (s *Store) PutSession(ctx context.Context, ss store.Session, grace time.Dur
 	if err != nil {
 		return err
 	}
-	ttl := time.Until(ss.HoldUntil) + grace
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	_, err = s.js.PublishMsg(ctx, kvMsg("rg_sessions", ss.ID, b), jetstream.WithMsgTTL(ttl.Round(time.Second)))
+	ttl := store.SessionTTL(ss, grace).Round(time.Second)
+	_, err = s.js.PublishMsg(ctx, kvMsg("rg_sessions", ss.ID, b), jetstream.WithMsgTTL(ttl))
 	return err
 }
 

@@ -532,21 +532,9 @@ func (s *Store) breaker(ctx context.Context, ep string, o store.Outcome) (store.
 	}
 	changed := false
 	st, err := s.UpdateEndpoint(ctx, ep, func(st *store.EndpointState) error {
-		changed = false
-		switch o.Breaker {
-		case store.BreakerSuccess:
-			if st.ConsecutiveFailures == 0 {
-				return errUnchanged
-			}
-			st.ConsecutiveFailures = 0
-		case store.BreakerFailure:
-			st.ConsecutiveFailures++
-			if st.Enabled && o.Threshold > 0 && st.ConsecutiveFailures >= o.Threshold {
-				st.Enabled = false
-				st.DisabledAt = o.Now
-			}
+		if changed = o.ApplyBreaker(st); !changed {
+			return errUnchanged
 		}
-		changed = true
 		return nil
 	})
 	if errors.Is(err, errUnchanged) {
