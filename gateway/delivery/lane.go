@@ -199,9 +199,9 @@ func (l *lane) run() {
 				wait = l.next.Sub(now)
 				// a due time already past means a read is waiting for room: a slot's
 				// release will poke
-			default:
+			case l.running == 0 && len(l.ready) == 0:
 				// idle: the periodic full scan still comes, for anything that landed behind
-				// the cursor without a poke
+				// the cursor without a poke (a busy lane is poked by its attempts)
 				wait = max(l.lastFull.Add(fullScanEvery).Sub(now), 0)
 			}
 		}
