@@ -1,0 +1,82 @@
+package gateway_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ringgate/ringgate/gateway"
+	"github.com/ringgate/ringgate/gateway/events"
+)
+
+// testCA makes a CA and a server certificate for 127.0.0.1 signed by it; the CA goes to a PEM
+// file, as an operator would give it.
+func testCA(t *testing.T, dir string) (caFile string, serverTLS *tls.Config) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ringgate test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(dir, "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	return caFile, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+// A gateway reaches an external NATS server over TLS, trusting the CA of storage.jetstream.tls.
+func TestJetStreamOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, srvTLS := testCA(t, dir)
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: filepath.Join(dir, "js"), NoSigs: true, TLS: true, TLSConfig: srvTLS, TLSTimeout: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	recv := newReceiver(t)
+	y := fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage: {path: %q, backend: jetstream, jetstream: {urls: [%q], tls: {ca: %q}}}
+twilio: {auth_token: %s}
+delivery: {allow_http: true, allow_private_networks: true}
+workspaces:
+  - id: 1
+    name: My Workspace
+    endpoints: [{id: crm, url: %q, events: [call.completed]}]
+`, adminToken, dir, srv.ClientURL(), caFile, authToken, recv.URL)
+	g, _ := runGateway(t, y, gateway.Options{})
+	ev, _ := events.Sample(events.CallCompleted, events.Workspace{ID: 1, Name: "My Workspace"}, time.Now())
+	if _, err := g.Publish(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the delivery over a TLS-connected store", func() bool { return recv.count() == 1 })
+}
