@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/ringgate/ringgate/gateway.Version=$(VERSION)
 CONFIG  ?= config.example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help build deps plugins run test bench demo lint clean
+.PHONY: help build deps plugins run test bench demo cluster-demo lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ bench: build deps plugins ## benchmarks, reported as ratios against baselines me
 
 demo: build ## start a sink and the gateway, send a test of every event, show them arriving verified
 	./scripts/demo.sh
+
+cluster-demo: build ## three nodes with embedded NATS JetStream form a cluster; calls go on after one is killed
+	./scripts/cluster-demo.sh
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

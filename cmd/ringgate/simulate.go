@@ -24,6 +24,7 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	outcome := fs.String("outcome", "answered", "one of "+strings.Join(twiliosim.Outcomes, ", "))
 	session := fs.String("session", "", "a visitor session id: call the number that session holds (the tracker's heartbeat finds it)")
 	quiet := fs.Bool("quiet", false, "print only the call SID")
+	retries := fs.Int("retries", 0, "send a callback answered 5xx (or not answered) again, up to this many times, half a second apart, as Twilio does with #rc")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -51,7 +52,7 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	if *quiet {
 		log = nil
 	}
-	sid, err := twiliosim.Run(twiliosim.Call{Config: cfg, Gateway: *gw, To: *to, From: *from, Outcome: *outcome, Log: log})
+	sid, err := twiliosim.Run(twiliosim.Call{Config: cfg, Gateway: *gw, To: *to, From: *from, Outcome: *outcome, Log: log, Retries: *retries})
 	if err != nil {
 		fmt.Fprintf(stderr, "simulate: %v\n", err)
 		return 1
