@@ -264,6 +264,9 @@ type entry struct {
 	d       store.Delivery
 	payload []byte
 	seen    bool // returned by Due at least once
+	// attempts and rev are the record as read, so Complete can write without reading again
+	attempts []store.Attempt
+	rev      uint64
 }
 
 func (s *Store) lane(ctx context.Context, ep string) (*lane, error) {
@@ -346,12 +349,12 @@ func (l *lane) take(ctx context.Context, ms []jetstream.Msg) {
 				res[i].err = err
 				return
 			}
-			rec, _, err := l.s.getRecord(ctx, string(m.Data()))
+			rec, rev, err := l.s.getRecord(ctx, string(m.Data()))
 			if err != nil {
 				res[i].err = err
 				return
 			}
-			e := &entry{msg: m, seq: md.Sequence.Stream, d: rec.D}
+			e := &entry{msg: m, seq: md.Sequence.Stream, d: rec.D, attempts: rec.A, rev: rev}
 			if queued(rec.D.Status) {
 				p, err := l.s.events.Get(ctx, rec.D.EventID)
 				if err != nil {
@@ -481,18 +484,43 @@ func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointS
 	if !queued(d.Status) {
 		d.NextAt = time.Time{}
 	}
-	if _, _, err := s.updateRecord(ctx, d.ID, func(r *record) error {
-		r.D = d
-		r.A = append(r.A, o.Attempt)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	st, changed, err := s.breaker(ctx, d.EndpointID, o)
+	l, err := s.lane(ctx, d.EndpointID)
 	if err != nil {
 		return nil, err
 	}
-	l, err := s.lane(ctx, d.EndpointID)
+	// The record as this node read it: written with compare-and-set on that revision, without
+	// another read; if it changed meanwhile, read it again.
+	l.mu.Lock()
+	var known *record
+	var rev uint64
+	if e := l.local[d.ID]; e != nil && e.rev != 0 {
+		known, rev = &record{D: d, A: append(slices.Clip(e.attempts), o.Attempt)}, e.rev
+	}
+	l.mu.Unlock()
+	written := false
+	if known != nil {
+		b, err := json.Marshal(known)
+		if err != nil {
+			return nil, err
+		}
+		if rev, err = s.deliveries.Update(ctx, d.ID, b, rev); err == nil {
+			written = true
+		} else if !isConflict(err) {
+			return nil, err
+		}
+	}
+	if !written {
+		r, newRev, err := s.updateRecord(ctx, d.ID, func(r *record) error {
+			r.D = d
+			r.A = append(r.A, o.Attempt)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		known, rev = &r, newRev
+	}
+	st, changed, err := s.breaker(ctx, d.EndpointID, o)
 	if err != nil {
 		return nil, err
 	}
@@ -511,7 +539,8 @@ func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointS
 		l.mu.Unlock()
 		e.msg.Ack()
 	case d.NextAt.Sub(o.Now) <= s.opt.Horizon:
-		e.d, e.seen = d, false // a short wait: this node keeps the message until it is due
+		// a short wait: this node keeps the message until it is due
+		e.d, e.seen, e.attempts, e.rev = d, false, known.A, rev
 		l.mu.Unlock()
 	default:
 		delete(l.local, d.ID)
