@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/ringgate/ringgate/gateway/httpx"
+	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/valyala/fasthttp"
 )
 
@@ -29,6 +30,13 @@ func (g *Gateway) Handler() fasthttp.RequestHandler {
 			if !ready {
 				httpx.Error(ctx, fasthttp.StatusServiceUnavailable, "not_ready", "the gateway is starting or stopping")
 				return
+			}
+			if p, ok := g.store.(store.Pinger); ok {
+				if err := p.Ping(ctx); err != nil {
+					g.log.Warn("not ready: the store does not answer", "err", err)
+					httpx.Error(ctx, fasthttp.StatusServiceUnavailable, "not_ready", "the store does not answer")
+					return
+				}
 			}
 			ctx.SetContentType("text/plain; charset=utf-8")
 			ctx.SetBodyString("ready\n")

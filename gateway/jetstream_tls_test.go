@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,4 +80,20 @@ workspaces:
 		t.Fatal(err)
 	}
 	eventually(t, "the delivery over a TLS-connected store", func() bool { return recv.count() == 1 })
+
+	// Readiness follows the store: a balancer stops sending callbacks to a node whose NATS is
+	// gone.
+	readyz := func() int {
+		resp, err := http.Get("http://" + g.Addr() + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != 200 {
+		t.Fatalf("readyz %d with NATS up", code)
+	}
+	srv.Shutdown()
+	eventually(t, "readyz to answer 503 with NATS down", func() bool { return readyz() == 503 })
 }

@@ -367,3 +367,9 @@ func (o *Outcome) ApplyBreaker(st *EndpointState) bool {
 func SessionTTL(s Session, grace time.Duration) time.Duration {
 	return max(time.Until(s.HoldUntil)+grace, time.Second)
 }
+
+// Pinger is implemented by stores that live elsewhere: Ping reports whether the store can take
+// writes now (for the gateway's readiness check).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

@@ -432,3 +432,18 @@ func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
+
+var _ store.Pinger = (*Store)(nil)
+
+// Ping reports whether the connection is up and JetStream answers (its account information).
+func (s *Store) Ping(ctx context.Context) error {
+	if !s.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", s.nc.Status())
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := s.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	return nil
+}
