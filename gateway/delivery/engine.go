@@ -259,6 +259,9 @@ func (e *Engine) syncLanes(eps map[string]*endpoint) {
 		if _, ok := eps[id]; !ok {
 			close(l.quit)
 			delete(e.lanes, id)
+			if r, ok := e.store.(store.Releaser); ok {
+				r.Release(id)
+			}
 		}
 	}
 	for id := range eps {

@@ -373,3 +373,10 @@ func SessionTTL(s Session, grace time.Duration) time.Duration {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// Releaser is implemented by stores whose processes hold queued deliveries of their own: Release
+// hands back those of an endpoint this process stopped serving (removed from its config), so
+// other processes can send them.
+type Releaser interface {
+	Release(endpointID string)
+}

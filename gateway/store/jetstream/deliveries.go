@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -256,6 +257,10 @@ type lane struct {
 
 	mu    sync.Mutex
 	local map[string]*entry
+	// lastDue is when this node's engine last read the lane or completed an attempt on it
+	// (Unix ns): a lane it stopped using (the endpoint left its config) no longer renews its
+	// messages.
+	lastDue atomic.Int64
 }
 
 type entry struct {
@@ -287,13 +292,22 @@ func (s *Store) lane(ctx context.Context, ep string) (*lane, error) {
 	defer s.mu.Unlock()
 	if l = s.lanes[ep]; l == nil {
 		l = &lane{s: s, ep: ep, cons: cons, local: map[string]*entry{}}
+		l.lastDue.Store(time.Now().UnixNano())
 		s.lanes[ep] = l
 	}
 	return l, nil
 }
 
-// renew extends the lease of every held message.
+// orphanAfter is how long a lane may go unread before its messages are handed back.
+const orphanAfter = 5 * time.Minute
+
+// renew extends the lease of every held message, or hands them all back when the engine has
+// not read the lane for orphanAfter.
 func (l *lane) renew() {
+	if time.Since(time.Unix(0, l.lastDue.Load())) > orphanAfter {
+		l.s.Release(l.ep)
+		return
+	}
 	l.mu.Lock()
 	ms := make([]jetstream.Msg, 0, len(l.local))
 	for _, e := range l.local {
@@ -438,6 +452,7 @@ func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time,
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	l.lastDue.Store(time.Now().UnixNano())
 	if err := l.fetch(ctx); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -488,6 +503,7 @@ func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointS
 	if err != nil {
 		return nil, err
 	}
+	l.lastDue.Store(time.Now().UnixNano())
 	// The record as this node read it: written with compare-and-set on that revision, without
 	// another read; if it changed meanwhile, read it again.
 	l.mu.Lock()
@@ -817,4 +833,24 @@ func (s *Store) Counts(ctx context.Context) (map[store.Status]int, error) {
 	}
 	out[store.Held] = len(keys)
 	return out, nil
+}
+
+var _ store.Releaser = (*Store)(nil)
+
+// Release hands the endpoint's held messages back to the server at once (Nak) and forgets the
+// lane: the endpoint left this node's config.
+func (s *Store) Release(endpointID string) {
+	s.mu.Lock()
+	l := s.lanes[endpointID]
+	delete(s.lanes, endpointID)
+	s.mu.Unlock()
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, e := range l.local {
+		e.msg.Nak()
+		delete(l.local, id)
+	}
 }

@@ -91,3 +91,50 @@ func TestOutboxApplierFinishesADeadWritersCommits(t *testing.T) {
 		t.Fatalf("lost delivery: %v", err)
 	}
 }
+
+// A node that stops serving an endpoint hands its fetched deliveries back at once; another node
+// takes them without waiting for their lease to end.
+func TestReleaseHandsDeliveriesBack(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	now := time.Now()
+	var ds []store.Delivery
+	for i := range 3 {
+		ds = append(ds, store.Delivery{ID: store.NewID("msg_", now), EventID: fmt.Sprintf("evt_%d", i), Event: "call.completed",
+			WorkspaceID: 1, EndpointID: "ep", NextAt: now, CreatedAt: now, Payload: []byte(`{}`)})
+	}
+	if err := a.Publish(ctx, store.EventRecord{ID: "evt_x", Type: "call.completed", WorkspaceID: 1, CreatedAt: now}, ds); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := a.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 3 {
+		t.Fatalf("node a fetched %d", len(got))
+	}
+	if got, _, _ := b.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 0 {
+		t.Fatalf("node b fetched %d held by node a", len(got))
+	}
+	a.Release("ep")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _, _ := b.Due(ctx, "ep", time.Time{}, now, 10, nil)
+		if len(got) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b has %d of the released deliveries", len(got))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
