@@ -12,7 +12,6 @@
 package jsonpick
 
 import (
-	"bytes"
 	"errors"
 	"math"
 	"strconv"
@@ -79,12 +78,18 @@ func (o Object) Raw(key string) []byte {
 func (o Object) find(key string) *member {
 	for i := len(o.members) - 1; i >= 0; i-- {
 		m := &o.members[i]
-		k := o.t.doc[m.k0:m.k1]
 		if m.esc {
-			if u, ok := unquote(k); ok && u == key {
+			if u, ok := unquote(o.t.doc[m.k0:m.k1]); ok && u == key {
 				return m
 			}
-		} else if string(k) == key {
+			continue
+		}
+		// lengths and first bytes first: most keys differ there, and comparing them inline is
+		// much cheaper in a guest than a call to compare memory
+		if int(m.k1-m.k0) != len(key) || (len(key) > 0 && o.t.doc[m.k0] != key[0]) {
+			continue
+		}
+		if string(o.t.doc[m.k0:m.k1]) == key {
 			return m
 		}
 	}
@@ -335,56 +340,45 @@ func (p *parser) number() error {
 	return nil
 }
 
-// str skips a string (p.i at its opening quote) and reports whether it has escapes. It jumps
-// from quote to quote with bytes.IndexByte (assembly, in WebAssembly too).
+// str skips a string (p.i at its opening quote) and reports whether it has escapes. One plain
+// loop over the bytes: in WebAssembly it beats searching for the quote and checking the bytes
+// before it in a second pass.
 func (p *parser) str() (bool, error) {
-	if p.i >= len(p.b) || p.b[p.i] != '"' {
+	b := p.b
+	if p.i >= len(b) || b[p.i] != '"' {
 		return false, ErrSyntax
 	}
 	esc := false
-	i := p.i + 1
-	for {
-		j := bytes.IndexByte(p.b[i:], '"')
-		if j < 0 {
-			return esc, ErrSyntax
+	for i := p.i + 1; i < len(b); i++ {
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
-		seg := p.b[i : i+j]
-		for _, c := range seg {
-			if c < 0x20 {
+		switch c {
+		case '"':
+			p.i = i + 1
+			return esc, nil
+		case '\\':
+			esc = true
+			i++
+			if i >= len(b) {
 				return esc, ErrSyntax
 			}
-		}
-		if bytes.IndexByte(seg, '\\') < 0 {
-			p.i = i + j + 1
-			return esc, nil
-		}
-		// escapes: walk them; the quote found may be escaped
-		esc = true
-		k := i
-		for k < i+j {
-			if p.b[k] != '\\' {
-				k++
-				continue
-			}
-			k++
-			switch p.b[k] {
+			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				k++
 			case 'u':
-				if len(p.b)-k < 5 || !hex4(p.b[k+1:k+5]) {
+				if len(b)-i < 5 || !hex4(b[i+1:i+5]) {
 					return esc, ErrSyntax
 				}
-				k += 5
+				i += 4
 			default:
 				return esc, ErrSyntax
 			}
+		default:
+			return esc, ErrSyntax // a control character
 		}
-		if k == i+j {
-			p.i = k + 1 // the quote closes the string
-			return esc, nil
-		}
-		i = k // an escaped quote (k is past it): look for the next one
 	}
+	return esc, ErrSyntax
 }
 
 func hex4(b []byte) bool {
