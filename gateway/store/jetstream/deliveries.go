@@ -21,6 +21,9 @@ import (
 type record struct {
 	D store.Delivery  `json:"d"`
 	A []store.Attempt `json:"a,omitempty"`
+	// P is the payload, kept in the record while the delivery is held: event payloads expire
+	// with the retention, a held delivery does not.
+	P []byte `json:"p,omitempty"`
 }
 
 // txn is one commit, written to RG_OUTBOX before anything else.
@@ -121,7 +124,11 @@ func (s *Store) apply(ctx context.Context, t *txn) error {
 			d.Status, d.NextAt, held[i] = store.Held, time.Time{}, true
 			first = append(first, msg{m: kvMsg("rg_index", heldKey(d.EndpointID, d.ID), nil)})
 		}
-		b, err := json.Marshal(record{D: d})
+		rec := record{D: d}
+		if held[i] {
+			rec.P = t.Payloads[d.EventID]
+		}
+		b, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
@@ -272,6 +279,7 @@ type entry struct {
 	// attempts and rev are the record as read, so Complete can write without reading again
 	attempts []store.Attempt
 	rev      uint64
+	ownP     bool // the payload came from the record (P), which keeps it
 }
 
 func (s *Store) lane(ctx context.Context, ep string) (*lane, error) {
@@ -368,8 +376,8 @@ func (l *lane) take(ctx context.Context, ms []jetstream.Msg) {
 				res[i].err = err
 				return
 			}
-			e := &entry{msg: m, seq: md.Sequence.Stream, d: rec.D, attempts: rec.A, rev: rev}
-			if queued(rec.D.Status) {
+			e := &entry{msg: m, seq: md.Sequence.Stream, d: rec.D, attempts: rec.A, rev: rev, payload: rec.P, ownP: rec.P != nil}
+			if queued(rec.D.Status) && e.payload == nil {
 				p, err := l.s.events.Get(ctx, rec.D.EventID)
 				if err != nil {
 					res[i].err = notFound(err)
@@ -435,16 +443,31 @@ func (s *Store) updateRecord(ctx context.Context, id string, fn func(*record) er
 		if err := fn(&r); err != nil {
 			return r, 0, err
 		}
-		b, err := json.Marshal(&r)
-		if err != nil {
-			return r, 0, err
-		}
-		rev, err = s.deliveries.Update(ctx, id, b, rev)
+		rev, err = s.putRecord(ctx, &r, rev)
 		if isConflict(err) {
 			continue
 		}
 		return r, rev, err
 	}
+}
+
+// putRecord writes a record if its revision is still rev. A finished record is kept for the
+// retention; a queued or held one has no expiry (a delivery held for months is still sent
+// once its endpoint is enabled), as in the Badger store.
+func (s *Store) putRecord(ctx context.Context, r *record, rev uint64) (uint64, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
+	if r.D.Status.Final() {
+		opts = append(opts, jetstream.WithMsgTTL(s.opt.Retention))
+	}
+	ack, err := s.js.PublishMsg(ctx, kvMsg("rg_deliveries", r.D.ID, b), opts...)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 func (s *Store) Due(ctx context.Context, endpointID string, from, now time.Time, limit int, skip func(string) bool) ([]store.Delivery, time.Time, error) {
@@ -511,15 +534,15 @@ func (s *Store) Complete(ctx context.Context, o store.Outcome) (*store.EndpointS
 	var rev uint64
 	if e := l.local[d.ID]; e != nil && e.rev != 0 {
 		known, rev = &record{D: d, A: append(slices.Clip(e.attempts), o.Attempt)}, e.rev
+		if e.ownP {
+			known.P = e.payload
+		}
 	}
 	l.mu.Unlock()
 	written := false
 	if known != nil {
-		b, err := json.Marshal(known)
-		if err != nil {
-			return nil, err
-		}
-		if rev, err = s.deliveries.Update(ctx, d.ID, b, rev); err == nil {
+		var err error
+		if rev, err = s.putRecord(ctx, known, rev); err == nil {
 			written = true
 		} else if !isConflict(err) {
 			return nil, err
@@ -610,6 +633,13 @@ func (s *Store) Hold(ctx context.Context, id string, now time.Time) error {
 	r, _, err := s.updateRecord(ctx, id, func(r *record) error {
 		if !queued(r.D.Status) {
 			return store.ErrConflict
+		}
+		if r.P == nil {
+			p, err := s.events.Get(ctx, r.D.EventID)
+			if err != nil {
+				return notFound(err)
+			}
+			r.P = p.Value()
 		}
 		r.D.Status, r.D.NextAt, r.D.UpdatedAt = store.Held, time.Time{}, now
 		return nil
@@ -778,8 +808,11 @@ func (s *Store) Delivery(ctx context.Context, id string) (store.Delivery, []stor
 	if err != nil {
 		return store.Delivery{}, nil, err
 	}
-	if p, err := s.events.Get(ctx, r.D.EventID); err == nil {
-		r.D.Payload = p.Value()
+	r.D.Payload = r.P
+	if r.P == nil {
+		if p, err := s.events.Get(ctx, r.D.EventID); err == nil {
+			r.D.Payload = p.Value()
+		}
 	}
 	return r.D, r.A, nil
 }

@@ -138,3 +138,77 @@ func TestReleaseHandsDeliveriesBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Finished records expire after the retention, one by one; a held delivery does not (it is
+// sent whenever its endpoint is enabled again).
+func TestRetentionSparesHeldDeliveries(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Name: "n1", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), Options{Server: srv, Logger: quiet(), Retention: 2 * time.Second})
+	if err != nil {
+		srv.Shutdown()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	now := time.Now()
+	mk := func(n int) store.Delivery {
+		return store.Delivery{ID: store.NewID("msg_", now), EventID: fmt.Sprintf("evt_%d", n), Event: "call.completed",
+			WorkspaceID: 1, EndpointID: "ep", NextAt: now, CreatedAt: now, Payload: []byte(`{}`)}
+	}
+	done, held := mk(1), mk(2)
+	if err := s.Publish(ctx, store.EventRecord{ID: "evt_x", WorkspaceID: 1, CreatedAt: now}, []store.Delivery{done, held}); err != nil {
+		t.Fatal(err)
+	}
+	ds, _, _ := s.Due(ctx, "ep", time.Time{}, now, 10, nil)
+	if len(ds) != 2 {
+		t.Fatalf("due %d", len(ds))
+	}
+	for _, d := range ds {
+		if d.ID == held.ID {
+			if err := s.Hold(ctx, d.ID, now); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		nd := d
+		nd.Status, nd.Attempts = store.Success, 1
+		if _, err := s.Complete(ctx, store.Outcome{Prev: d, Delivery: nd, Attempt: store.Attempt{N: 1, At: now, StatusCode: 200}, Now: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, err := s.Delivery(ctx, done.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the finished record outlived its retention: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d, _, err := s.Delivery(ctx, held.ID); err != nil || d.Status != store.Held {
+		t.Fatalf("held delivery: %+v %v", d, err)
+	}
+	// The event payloads expire too (a day after the retention): the held one keeps its own.
+	if err := s.events.Purge(ctx, held.EventID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Enable(ctx, "ep", time.Now()); err != nil || n != 1 {
+		t.Fatalf("enable released %d: %v", n, err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		ds, _, _ := s.Due(ctx, "ep", time.Time{}, time.Now().Add(time.Second), 10, nil)
+		if len(ds) == 1 && ds[0].ID == held.ID && string(ds[0].Payload) == `{}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the released delivery is not due with its payload: %+v", ds)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -191,10 +191,10 @@ func (s *Store) provision(ctx context.Context) error {
 		dst *jetstream.KeyValue
 		cfg jetstream.KeyValueConfig
 	}{
-		{&s.deliveries, jetstream.KeyValueConfig{Bucket: "rg_deliveries", TTL: ret}},
+		{&s.deliveries, jetstream.KeyValueConfig{Bucket: "rg_deliveries", LimitMarkerTTL: time.Minute}}, // finished records expire one by one (putRecord)
 		{&s.events, jetstream.KeyValueConfig{Bucket: "rg_events", TTL: ret + 24*time.Hour}},
 		{&s.endpoints, jetstream.KeyValueConfig{Bucket: "rg_endpoints"}},
-		{&s.calls, jetstream.KeyValueConfig{Bucket: "rg_calls", TTL: ret}},
+		{&s.calls, jetstream.KeyValueConfig{Bucket: "rg_calls"}}, // kept like Badger keeps them: log_retention is for deliveries
 		{&s.index, jetstream.KeyValueConfig{Bucket: "rg_index"}},
 		{&s.sessions, jetstream.KeyValueConfig{Bucket: "rg_sessions", LimitMarkerTTL: time.Minute}},
 		{&s.holds, jetstream.KeyValueConfig{Bucket: "rg_holds"}},
