@@ -239,11 +239,13 @@ func (h *Host) compile(ctx context.Context, rt *runtime, path string) (*module, 
 	}
 	m := &module{path: path, r: rt.checked, hash: sha256.Sum256(b)}
 	var cm wazero.CompiledModule
-	if ib, ierr := instrument(b); ierr == nil && !h.opt.NoDeadline {
-		if cm, err = rt.counted.CompileModule(ctx, ib); err == nil {
-			m.r, m.counted = rt.counted, true
-		} else {
-			h.opt.Logger.Warn("instrumented transform module does not compile; wazero checks its deadline instead", "module", path, "err", err)
+	if !h.opt.NoDeadline {
+		if ib, ierr := instrument(b); ierr == nil {
+			if cm, err = rt.counted.CompileModule(ctx, ib); err == nil {
+				m.r, m.counted = rt.counted, true
+			} else {
+				h.opt.Logger.Warn("instrumented transform module does not compile; wazero checks its deadline instead", "module", path, "err", err)
+			}
 		}
 	}
 	if cm == nil {

@@ -209,6 +209,33 @@ func newSlowSink(t *testing.T, delay time.Duration) *slowSink {
 
 func (s *slowSink) has(id string) bool { s.mu.Lock(); defer s.mu.Unlock(); return s.seen[id] > 0 }
 
+// missing counts the ids the sink has not seen.
+func (s *slowSink) missing(ids []string) int {
+	n := 0
+	for _, id := range ids {
+		if !s.has(id) {
+			n++
+		}
+	}
+	return n
+}
+
+// catchUp stops delaying and waits until the sink has seen every id; the failure names what
+// should have delivered them.
+func (s *slowSink) catchUp(t *testing.T, ids []string, within time.Duration, from string) {
+	t.Helper()
+	s.mu.Lock()
+	s.delay = 0
+	s.mu.Unlock()
+	deadline := time.Now().Add(within)
+	for m := s.missing(ids); m > 0; m = s.missing(ids) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged deliveries never arrived %s", m, len(ids), from)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // kill -9 in the middle of a burst with a slow receiver, then restart: every event the gateway
 // acknowledged arrives at least once, and a redelivery carries the same webhook-id.
 func TestKill9MidBurstLosesNothing(t *testing.T) {
@@ -218,37 +245,14 @@ func TestKill9MidBurstLosesNothing(t *testing.T) {
 	cfg := writeConfig(t, dir, public, admin, sink.URL, ", max_in_flight: 4")
 	n := startNode(t, cfg, public, admin)
 	ids := burstThenKill(t, n)
-	missing := 0
-	for _, id := range ids {
-		if !sink.has(id) {
-			missing++
-		}
-	}
+	missing := sink.missing(ids)
 	t.Logf("killed with %d acknowledged, %d not yet delivered", len(ids), missing)
 	if missing == 0 {
 		t.Fatal("the receiver was not behind at the kill; the test proves nothing")
 	}
 
-	sink.mu.Lock()
-	sink.delay = 0
-	sink.mu.Unlock()
 	startNode(t, cfg, public, admin)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		missing = 0
-		for _, id := range ids {
-			if !sink.has(id) {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged deliveries never arrived after restart", missing, len(ids))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sink.catchUp(t, ids, 60*time.Second, "after restart")
 	// Redeliveries (attempts cut off by the kill) reuse their webhook-id: every id the receiver saw
 	// is one the gateway handed out.
 	known := map[string]bool{}
@@ -814,30 +818,12 @@ func TestClusterKill9MidBurstLosesNothing(t *testing.T) {
 	}
 	victim := nodes[0]
 	ids := burstThenKill(t, victim)
-	missing := func() int {
-		n := 0
-		for _, id := range ids {
-			if !sink.has(id) {
-				n++
-			}
-		}
-		return n
-	}
-	m := missing()
+	m := sink.missing(ids)
 	t.Logf("node 1 killed with %d acknowledged, %d not yet delivered", len(ids), m)
 	if m == 0 {
 		t.Fatal("the receiver was not behind at the kill; the test proves nothing")
 	}
-	sink.mu.Lock()
-	sink.delay = 0
-	sink.mu.Unlock()
-	deadline := time.Now().Add(90 * time.Second)
-	for m = missing(); m > 0; m = missing() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged deliveries never arrived from the surviving nodes", m, len(ids))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sink.catchUp(t, ids, 90*time.Second, "from the surviving nodes")
 	sink.mu.Lock()
 	repeats := 0
 	for _, n := range sink.seen {

@@ -380,3 +380,11 @@ type Pinger interface {
 type Releaser interface {
 	Release(endpointID string)
 }
+
+// PageLimit is a listing's page size: 50 when unset, at most 500.
+func PageLimit(n int) int {
+	if n <= 0 || n > 500 {
+		return 50
+	}
+	return n
+}

@@ -923,9 +923,7 @@ func (s *Store) Delivery(ctx context.Context, id string) (store.Delivery, []stor
 }
 
 func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error) {
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 50
-	}
+	f.Limit = store.PageLimit(f.Limit)
 	var out []store.Delivery
 	err := s.db.View(func(txn *bdb.Txn) error {
 		prefix := []byte("d/")

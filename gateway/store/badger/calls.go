@@ -68,9 +68,7 @@ func (s *Store) CallByID(ctx context.Context, id int64) (store.CallLog, error) {
 }
 
 func (s *Store) Calls(ctx context.Context, f store.CallFilter) ([]store.CallLog, error) {
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 50
-	}
+	f.Limit = store.PageLimit(f.Limit)
 	var out []store.CallLog
 	err := s.db.View(func(txn *bdb.Txn) error {
 		prefix := []byte("cl/")

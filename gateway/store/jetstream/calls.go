@@ -56,35 +56,22 @@ func (s *Store) CallByID(ctx context.Context, id int64) (store.CallLog, error) {
 }
 
 func (s *Store) Calls(ctx context.Context, f store.CallFilter) ([]store.CallLog, error) {
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 50
-	}
 	keys, err := s.keys(ctx, s.index, "call.*")
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, err
 	}
-	var out []store.CallLog
-	for i := len(keys) - 1; i >= 0 && len(out) < f.Limit; i-- {
-		id, _ := strconv.ParseInt(strings.TrimPrefix(keys[i], "call."), 10, 64)
-		if f.Cursor > 0 && id >= f.Cursor {
-			continue
-		}
+	var cursor string
+	if f.Cursor > 0 {
+		cursor = callKey(f.Cursor) // ids are zero-padded: keys sort as the ids do
+	}
+	return newestFirst(keys, cursor, store.PageLimit(f.Limit), func(key string) (store.CallLog, bool, error) {
+		id, _ := strconv.ParseInt(strings.TrimPrefix(key, "call."), 10, 64)
 		c, err := s.CallByID(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			continue
+			return c, false, nil
 		}
-		if err != nil {
-			return nil, err
-		}
-		if f.WorkspaceID != 0 && c.WorkspaceID != f.WorkspaceID {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out, nil
+		return c, f.WorkspaceID == 0 || c.WorkspaceID == f.WorkspaceID, err
+	})
 }
 
 // NextCallLogID takes the next sequence number of RG_IDS: increasing and unique across nodes.
@@ -186,9 +173,6 @@ func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
 func (s *Store) Sessions(ctx context.Context, fn func(store.Session) error) error {
 	keys, err := s.keys(ctx, s.sessions, ">")
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil
-		}
 		return err
 	}
 	for _, k := range keys {

@@ -710,9 +710,12 @@ func (s *Store) Enable(ctx context.Context, endpointID string, now time.Time) (i
 	return n, nil
 }
 
-// keys lists a bucket's keys matching filter, sorted.
+// keys lists a bucket's keys matching filter, sorted (none: an empty list).
 func (s *Store) keys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
 	kl, err := kv.ListKeysFiltered(ctx, filter)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -820,33 +823,36 @@ func (s *Store) Delivery(ctx context.Context, id string) (store.Delivery, []stor
 // Deliveries lists newest first. Ids sort by time, so the key list sorted backwards is the
 // order; records are read until the page is full.
 func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error) {
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 50
-	}
 	keys, err := s.keys(ctx, s.deliveries, ">")
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, err
 	}
-	var out []store.Delivery
-	for i := len(keys) - 1; i >= 0 && len(out) < f.Limit; i-- {
-		if f.Cursor != "" && keys[i] >= f.Cursor {
-			continue
-		}
-		r, _, err := s.getRecord(ctx, keys[i])
+	return newestFirst(keys, f.Cursor, store.PageLimit(f.Limit), func(key string) (store.Delivery, bool, error) {
+		r, _, err := s.getRecord(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {
+			return r.D, false, nil
+		}
+		d := r.D
+		keep := (f.EndpointID == "" || d.EndpointID == f.EndpointID) && (f.Status == "" || d.Status == f.Status) && (f.Event == "" || d.Event == f.Event)
+		return d, keep, err
+	})
+}
+
+// newestFirst reads the values of sorted keys from the last, skipping keys at or after cursor
+// (the last key of the previous page), until limit values are kept.
+func newestFirst[T any](keys []string, cursor string, limit int, get func(key string) (v T, keep bool, err error)) ([]T, error) {
+	var out []T
+	for i := len(keys) - 1; i >= 0 && len(out) < limit; i-- {
+		if cursor != "" && keys[i] >= cursor {
 			continue
 		}
+		v, keep, err := get(keys[i])
 		if err != nil {
 			return nil, err
 		}
-		d := r.D
-		if (f.EndpointID != "" && d.EndpointID != f.EndpointID) || (f.Status != "" && d.Status != f.Status) || (f.Event != "" && d.Event != f.Event) {
-			continue
+		if keep {
+			out = append(out, v)
 		}
-		out = append(out, d)
 	}
 	return out, nil
 }
@@ -861,7 +867,7 @@ func (s *Store) Counts(ctx context.Context) (map[store.Status]int, error) {
 	}
 	out[store.Pending] = int(info.State.Msgs)
 	keys, err := s.keys(ctx, s.index, "held.>")
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	if err != nil {
 		return out, err
 	}
 	out[store.Held] = len(keys)

@@ -375,27 +375,26 @@ func (s *Store) housekeeping() {
 		case <-s.stop:
 			return
 		case <-poll.C:
-			s.mu.Lock()
-			eps := make([]string, 0, len(s.lanes))
-			for ep := range s.lanes {
-				eps = append(eps, ep)
-			}
-			s.mu.Unlock()
-			for _, ep := range eps {
-				s.wake(ep)
+			for _, l := range s.lanesNow() {
+				s.wake(l.ep)
 			}
 		case <-renew.C:
-			s.mu.Lock()
-			lanes := make([]*lane, 0, len(s.lanes))
-			for _, l := range s.lanes {
-				lanes = append(lanes, l)
-			}
-			s.mu.Unlock()
-			for _, l := range lanes {
+			for _, l := range s.lanesNow() {
 				l.renew()
 			}
 		}
 	}
+}
+
+// lanesNow is a snapshot of the lanes, to work on without holding s.mu.
+func (s *Store) lanesNow() []*lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*lane, 0, len(s.lanes))
+	for _, l := range s.lanes {
+		out = append(out, l)
+	}
+	return out
 }
 
 // token makes an endpoint id a subject token and consumer name: ids with dots are hex-encoded

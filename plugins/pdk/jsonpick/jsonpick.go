@@ -79,7 +79,7 @@ func (o Object) find(key string) *member {
 	for i := len(o.members) - 1; i >= 0; i-- {
 		m := &o.members[i]
 		if m.esc {
-			if u, ok := unquote(o.t.doc[m.k0:m.k1]); ok && u == key {
+			if u, ok := unquote(o.t.doc[m.k0:m.k1]); ok && string(u) == key {
 				return m
 			}
 			continue
@@ -106,28 +106,18 @@ func (o Object) Object(key string) (Object, bool) {
 
 // String returns the string at key; ok is false when it is absent, null or not a string.
 func (o Object) String(key string) (string, bool) {
-	raw := o.Raw(key)
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	return unquote(raw[1 : len(raw)-1])
+	b, ok := o.Bytes(key)
+	return string(b), ok
 }
 
-// Bytes returns the string at key like String, without copying when it has no escapes: the
-// slice then points into the document and must not be modified.
+// Bytes returns the string at key like String, without copying when it is plain ASCII without
+// escapes: the slice then points into the document and must not be modified.
 func (o Object) Bytes(key string) ([]byte, bool) {
 	raw := o.Raw(key)
 	if len(raw) < 2 || raw[0] != '"' {
 		return nil, false
 	}
-	in := raw[1 : len(raw)-1]
-	for _, c := range in {
-		if c == '\\' || c >= utf8.RuneSelf {
-			u, ok := unquote(in)
-			return []byte(u), ok
-		}
-	}
-	return in, true
+	return unquote(raw[1 : len(raw)-1])
 }
 
 // Int returns the integer at key; ok is false when it is absent or not an integer.
@@ -186,19 +176,10 @@ func (p *parser) object(depth int) (Object, error) {
 		return done(), nil
 	}
 	for {
-		p.ws()
-		start := p.i + 1
-		esc, err := p.str()
+		k0, k1, esc, err := p.key()
 		if err != nil {
 			return o, err
 		}
-		kend := p.i - 1
-		p.ws()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return o, ErrSyntax
-		}
-		p.i++
-		p.ws()
 		vs := p.i
 		var sub int32
 		if p.i < len(p.b) && p.b[p.i] == '{' {
@@ -211,21 +192,46 @@ func (p *parser) object(depth int) (Object, error) {
 		} else if err := p.value(depth + 1); err != nil {
 			return o, err
 		}
-		p.t.stack = append(p.t.stack, member{k0: int32(start), k1: int32(kend), v0: int32(vs), v1: int32(p.i), esc: esc, sub: sub})
-		p.ws()
-		if p.i >= len(p.b) {
-			return o, ErrSyntax
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return done(), nil
-		default:
-			return o, ErrSyntax
+		p.t.stack = append(p.t.stack, member{k0: int32(k0), k1: int32(k1), v0: int32(vs), v1: int32(p.i), esc: esc, sub: sub})
+		if more, err := p.next('}'); err != nil || !more {
+			return done(), err
 		}
 	}
+}
+
+// key reads a member's key and its colon; k0:k1 is the key without quotes, and p.i is at the
+// value.
+func (p *parser) key() (k0, k1 int, esc bool, err error) {
+	p.ws()
+	k0 = p.i + 1
+	if esc, err = p.str(); err != nil {
+		return
+	}
+	k1 = p.i - 1
+	p.ws()
+	if p.i >= len(p.b) || p.b[p.i] != ':' {
+		return k0, k1, esc, ErrSyntax
+	}
+	p.i++
+	p.ws()
+	return k0, k1, esc, nil
+}
+
+// next reads what follows a member or element: a comma (more follow) or the closing end.
+func (p *parser) next(end byte) (more bool, err error) {
+	p.ws()
+	if p.i >= len(p.b) {
+		return false, ErrSyntax
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return true, nil
+	case end:
+		p.i++
+		return false, nil
+	}
+	return false, ErrSyntax
 }
 
 // maxDepth bounds nesting, as hostile input could otherwise exhaust the stack.
@@ -252,34 +258,19 @@ func (p *parser) value(depth int) error {
 			return nil
 		}
 		for {
-			p.ws()
 			if c == '{' {
-				if _, err := p.str(); err != nil {
+				if _, _, _, err := p.key(); err != nil {
 					return err
 				}
-				p.ws()
-				if p.i >= len(p.b) || p.b[p.i] != ':' {
-					return ErrSyntax
-				}
-				p.i++
+			} else {
 				p.ws()
 			}
 			if err := p.value(depth + 1); err != nil {
 				return err
 			}
-			p.ws()
-			if p.i >= len(p.b) {
-				return ErrSyntax
+			if more, err := p.next(end); err != nil || !more {
+				return err
 			}
-			if p.b[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.b[p.i] == end {
-				p.i++
-				return nil
-			}
-			return ErrSyntax
 		}
 	case c == 't':
 		return p.lit("true")
@@ -390,14 +381,15 @@ func hex4(b []byte) bool {
 	return true
 }
 
-// unquote decodes the inside of a JSON string (already checked by str).
-func unquote(s []byte) (string, bool) {
+// unquote decodes the inside of a JSON string (already checked by str): s itself when it is
+// plain ASCII without escapes, a decoded copy otherwise.
+func unquote(s []byte) ([]byte, bool) {
 	i := 0
 	for i < len(s) && s[i] != '\\' && s[i] < utf8.RuneSelf {
 		i++
 	}
 	if i == len(s) {
-		return string(s), true
+		return s, true
 	}
 	out := make([]byte, 0, len(s)+8)
 	out = append(out, s[:i]...)
@@ -407,7 +399,7 @@ func unquote(s []byte) (string, bool) {
 		case c == '\\':
 			i++
 			if i >= len(s) {
-				return "", false
+				return nil, false
 			}
 			switch s[i] {
 			case 'b':
@@ -422,7 +414,7 @@ func unquote(s []byte) (string, bool) {
 				out = append(out, '\t')
 			case 'u':
 				if len(s)-i < 5 {
-					return "", false
+					return nil, false
 				}
 				r := rune(hexVal(s[i+1 : i+5]))
 				i += 4
@@ -454,7 +446,7 @@ func unquote(s []byte) (string, bool) {
 			i += size
 		}
 	}
-	return string(out), true
+	return out, true
 }
 
 func hexVal(b []byte) uint32 {
