@@ -124,6 +124,7 @@ func TestHostileGuests(t *testing.T) {
 	cases := []struct{ module, want string }{
 		{"loop", "transform timed out after 100ms"},
 		{"yieldloop", "transform timed out after 100ms"},
+		{"fanout", "transform timed out after 100ms"},
 		{"membomb", "transform reached its memory limit of 4 MiB and trapped: wasm error: unreachable"},
 		{"bigmem", "does not compile"},
 		{"huge", "transform output of 2097152 bytes exceeds the 1 MiB limit"},
@@ -157,9 +158,11 @@ func TestHostileGuests(t *testing.T) {
 		})
 	}
 	// The Go-style looping guest was instrumented: its deadline came from counting, not wazero.
-	p, err := h.poolFor(context.Background(), endpoint("yieldloop", mod("yieldloop"), nil))
-	if err != nil || !p.mod.counted {
-		t.Fatalf("yieldloop not instrumented: %v", err)
+	for _, name := range []string{"yieldloop", "fanout"} {
+		p, err := h.poolFor(context.Background(), endpoint(name, mod(name), nil))
+		if err != nil || !p.mod.counted {
+			t.Fatalf("%s not instrumented: %v", name, err)
+		}
 	}
 	// The looping guest keeps failing cleanly; the pool replaces discarded instances.
 	for i := 0; i < 3; i++ {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,7 +159,11 @@ func startBenchGateway() (*gateway.Gateway, func(), error) {
 // benchCallbacks: durable, signed voice + status callbacks against a bare fasthttp handler, and
 // the latency of an open-loop load of 1,000 calls/s.
 func benchCallbacks() error {
-	const workers, n = 64, 3000
+	const workers = 64
+	n := 3000
+	if v, _ := strconv.Atoi(os.Getenv("RINGBENCH_CALLS")); v > 0 {
+		n = v
+	}
 	err := medianRun("signed voice+status callbacks (req/s)", "req/s", "bare fasthttp handler, same load", "≥ 0.5x", func() (float64, float64, string, error) {
 		client := &fasthttp.Client{MaxConnsPerHost: workers * 2}
 		base, stop, err := bareTwilio()
@@ -174,13 +180,32 @@ func benchCallbacks() error {
 			return 0, 0, "", err
 		}
 		defer stopG()
-		rate, err := (&loader{client, "http://" + g.Addr()}).closedLoop(makeCalls(n, "benchtoken"), workers)
-		return rate, bare, fmt.Sprintf("%d calls, %d concurrent; each voice callback commits the call and a call.started delivery", n, workers), err
+		calls := makeCalls(n, "benchtoken")
+		c0, o0 := syncStats(g)
+		cpu0 := cpuTime()
+		if f := os.Getenv("RINGBENCH_GATEWAY_PROFILE"); f != "" {
+			pf, _ := os.Create(f)
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
+		rate, err := (&loader{client, "http://" + g.Addr()}).closedLoop(calls, workers)
+		cpu := (cpuTime() - cpu0) / time.Duration(2*n)
+		c1, o1 := syncStats(g)
+		return rate, bare, fmt.Sprintf("%d calls, %d concurrent; each voice callback commits the call and a call.started delivery; %.1f commits per fsync, %s CPU per callback (loader included)",
+			n, workers, float64(o1-o0)/float64(max(1, c1-c0)), cpu.Round(time.Microsecond)), err
 	})
 	if err != nil {
 		return err
 	}
 	return benchCallbackLatency()
+}
+
+// syncStats reads the store's fsync counters when it keeps them (Badger does).
+func syncStats(g *gateway.Gateway) (commits, ops int64) {
+	if s, ok := g.Store().(interface{ Stats() (int64, int64) }); ok {
+		return s.Stats()
+	}
+	return 0, 0
 }
 
 // benchCallbackLatency sends 1,000 calls/s (2,000 callbacks/s) for 5 s, open loop, and reports

@@ -15,15 +15,18 @@ import (
 
 func main() {}
 
-// out is reused from call to call: the host copies the output at once, and allocating is what
-// a Go guest pays most for.
-var out []byte
+// mapper and out are reused from call to call: the host copies the output at once, and
+// allocating is what a Go guest pays most for.
+var (
+	mapper mapping.Mapper
+	out    []byte
+)
 
 //go:wasmexport transform
 func transform(n int32) int32 {
 	tag, _ := pdk.Config("tag")
 	var err error
-	out, err = mapping.AppendMap(out[:0], pdk.Input(), tag)
+	out, err = mapper.AppendMap(out[:0], pdk.Input(), tag)
 	if err != nil {
 		pdk.Error(err.Error())
 		return pdk.Fail

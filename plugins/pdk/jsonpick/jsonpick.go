@@ -8,15 +8,19 @@
 //	phone, _ := data.String("from_number")
 //
 // Parse checks the structure it walks (objects, arrays, strings, literals and numbers) and
-// returns an error for malformed input; values are decoded only when asked for.
+// returns an error for malformed input; values are decoded only when asked for. A Parser kept
+// from call to call parses without allocating.
 package jsonpick
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Object is a JSON object's members: keys and raw values, in document order.
@@ -37,33 +41,40 @@ type tree struct {
 	arenaBuf [64]member
 }
 
-// member locates a key (without quotes, still escaped when esc) and its raw value in doc.
+// member locates a key (without quotes; esc: with escapes or bytes outside ASCII, so to be
+// decoded before comparing) and its raw value in doc.
 type member struct {
 	k0, k1, v0, v1 int32
 	sub            int32 // 1 + the index in objs of the value parsed as an object; 0: none
 	esc            bool
+	plain          bool // the value is a string of plain ASCII without escapes: its bytes are its value
 }
 
 // ErrSyntax reports malformed JSON.
 var ErrSyntax = errors.New("jsonpick: malformed JSON")
 
 // Parse parses doc, which must be one JSON object.
-func Parse(doc []byte) (Object, error) {
+func Parse(doc []byte) (Object, error) { return new(Parser).Parse(doc) }
+
+// Parser parses documents one after another in the same memory: a transform that keeps one
+// allocates nothing to parse a typical payload. The Objects of a parse are valid until the
+// Parser's next Parse.
+type Parser struct{ t *tree }
+
+// Parse parses doc, which must be one JSON object.
+func (ps *Parser) Parse(doc []byte) (Object, error) {
 	if len(doc) > math.MaxInt32 {
 		return Object{}, ErrSyntax
 	}
-	t := &tree{doc: doc}
-	t.objs, t.stack, t.arena = t.objBuf[:0], t.stackBuf[:0], t.arenaBuf[:0]
-	p := parser{b: doc, t: t}
-	p.ws()
-	o, err := p.object(0)
-	if err != nil {
-		return Object{}, err
+	t := ps.t
+	if t == nil {
+		t = &tree{}
+		t.objs, t.stack, t.arena = t.objBuf[:0], t.stackBuf[:0], t.arenaBuf[:0]
+		ps.t = t
 	}
-	if p.ws(); p.i != len(p.b) {
-		return Object{}, ErrSyntax
-	}
-	return o, nil
+	// keep what earlier documents grew, and forget their contents
+	t.doc, t.objs, t.stack, t.arena = doc, t.objs[:0], t.stack[:0], t.arena[:0]
+	return t.parse()
 }
 
 // Raw returns the raw value of key (nil when absent). A repeated key's last value counts, as
@@ -113,7 +124,14 @@ func (o Object) String(key string) (string, bool) {
 // Bytes returns the string at key like String, without copying when it is plain ASCII without
 // escapes: the slice then points into the document and must not be modified.
 func (o Object) Bytes(key string) ([]byte, bool) {
-	raw := o.Raw(key)
+	m := o.find(key)
+	if m == nil {
+		return nil, false
+	}
+	if m.plain {
+		return o.t.doc[m.v0+1 : m.v1-1], true
+	}
+	raw := o.t.doc[m.v0:m.v1]
 	if len(raw) < 2 || raw[0] != '"' {
 		return nil, false
 	}
@@ -137,239 +155,278 @@ func (o Object) Bool(key string) (value, ok bool) {
 	return false, false
 }
 
+// parse parses t.doc. Each value is read where it starts, and strings, numbers and white space
+// by functions that keep the position in a local: a guest pays for every field reached through
+// a pointer several times what native code pays.
+func (t *tree) parse() (Object, error) {
+	p := parser{b: t.doc, t: t}
+	p.i = ws(p.b, 0)
+	o, err := p.object(0)
+	if err != nil {
+		return Object{}, err
+	}
+	if ws(p.b, p.i) != len(p.b) {
+		return Object{}, ErrSyntax
+	}
+	return o, nil
+}
+
 type parser struct {
 	b []byte
 	i int
 	t *tree
 }
 
-func (p *parser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
 // object parses an object, and the objects among its values.
 func (p *parser) object(depth int) (Object, error) {
-	if depth > maxDepth || p.i >= len(p.b) || p.b[p.i] != '{' {
+	b := p.b
+	if depth > maxDepth || p.i >= len(b) || b[p.i] != '{' {
 		return Object{}, ErrSyntax
 	}
-	p.i++
-	o := Object{t: p.t}
-	base := len(p.t.stack)
-	done := func() Object {
-		t := p.t
-		start := len(t.arena)
-		t.arena = append(t.arena, t.stack[base:]...)
-		o.members = t.arena[start:len(t.arena):len(t.arena)]
-		t.stack = t.stack[:base]
-		return o
-	}
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
-		return done(), nil
-	}
-	for {
-		k0, k1, esc, err := p.key()
-		if err != nil {
-			return o, err
-		}
-		vs := p.i
-		var sub int32
-		if p.i < len(p.b) && p.b[p.i] == '{' {
-			so, err := p.object(depth + 1)
-			if err != nil {
-				return o, err
+	t := p.t
+	base := len(t.stack)
+	i := ws(b, p.i+1)
+	if i < len(b) && b[i] == '}' {
+		i++
+	} else {
+		for {
+			k0 := i + 1
+			var ok, esc, high bool
+			if i, esc, high, ok = scanString(b, i); !ok {
+				return Object{}, ErrSyntax
 			}
-			p.t.objs = append(p.t.objs, so)
-			sub = int32(len(p.t.objs))
-		} else if err := p.value(depth + 1); err != nil {
-			return o, err
+			k1 := i - 1
+			if i = ws(b, i); i >= len(b) || b[i] != ':' {
+				return Object{}, ErrSyntax
+			}
+			m := member{k0: int32(k0), k1: int32(k1), esc: esc || high} // invalid UTF-8 reads as U+FFFD
+			if i = ws(b, i+1); i >= len(b) {
+				return Object{}, ErrSyntax
+			}
+			m.v0 = int32(i)
+			switch b[i] {
+			case '"':
+				if i, esc, high, ok = scanString(b, i); !ok {
+					return Object{}, ErrSyntax
+				}
+				m.plain = !esc && !high
+			case '{':
+				p.i = i
+				so, err := p.object(depth + 1)
+				if err != nil {
+					return Object{}, err
+				}
+				i = p.i
+				t.objs = append(t.objs, so)
+				m.sub = int32(len(t.objs))
+			default:
+				p.i = i
+				if err := p.value(depth + 1); err != nil {
+					return Object{}, err
+				}
+				i = p.i
+			}
+			m.v1 = int32(i)
+			t.stack = append(t.stack, m)
+			if i = ws(b, i); i >= len(b) {
+				return Object{}, ErrSyntax
+			}
+			if b[i] == '}' {
+				i++
+				break
+			}
+			if b[i] != ',' {
+				return Object{}, ErrSyntax
+			}
+			i = ws(b, i+1)
 		}
-		p.t.stack = append(p.t.stack, member{k0: int32(k0), k1: int32(k1), v0: int32(vs), v1: int32(p.i), esc: esc, sub: sub})
-		if more, err := p.next('}'); err != nil || !more {
-			return done(), err
-		}
 	}
+	p.i = i
+	start := len(t.arena)
+	t.arena = append(t.arena, t.stack[base:]...)
+	t.stack = t.stack[:base]
+	return Object{t: t, members: t.arena[start:len(t.arena):len(t.arena)]}, nil
 }
 
-// key reads a member's key and its colon; k0:k1 is the key without quotes, and p.i is at the
-// value.
-func (p *parser) key() (k0, k1 int, esc bool, err error) {
-	p.ws()
-	k0 = p.i + 1
-	if esc, err = p.str(); err != nil {
-		return
-	}
-	k1 = p.i - 1
-	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != ':' {
-		return k0, k1, esc, ErrSyntax
-	}
-	p.i++
-	p.ws()
-	return k0, k1, esc, nil
-}
-
-// next reads what follows a member or element: a comma (more follow) or the closing end.
-func (p *parser) next(end byte) (more bool, err error) {
-	p.ws()
-	if p.i >= len(p.b) {
-		return false, ErrSyntax
-	}
-	switch p.b[p.i] {
-	case ',':
-		p.i++
-		return true, nil
-	case end:
-		p.i++
-		return false, nil
-	}
-	return false, ErrSyntax
-}
-
-// maxDepth bounds nesting, as hostile input could otherwise exhaust the stack.
-const maxDepth = 1000
-
-// value skips one value, checking its structure.
+// value skips one value that is not a string read by object (p.i at its start), checking its
+// structure.
 func (p *parser) value(depth int) error {
-	if depth > maxDepth || p.i >= len(p.b) {
+	b, i := p.b, p.i
+	if depth > maxDepth || i >= len(b) {
 		return ErrSyntax
 	}
-	switch c := p.b[p.i]; {
-	case c == '"':
-		_, err := p.str()
-		return err
-	case c == '{' || c == '[':
+	ok := false
+	switch c := b[i]; c {
+	case '"':
+		i, _, _, ok = scanString(b, i)
+	case '{', '[':
 		end := byte('}')
 		if c == '[' {
 			end = ']'
 		}
-		p.i++
-		p.ws()
-		if p.i < len(p.b) && p.b[p.i] == end {
-			p.i++
+		if i = ws(b, i+1); i < len(b) && b[i] == end {
+			p.i = i + 1
 			return nil
 		}
 		for {
 			if c == '{' {
-				if _, _, _, err := p.key(); err != nil {
-					return err
+				if i, _, _, ok = scanString(b, i); !ok {
+					return ErrSyntax
 				}
-			} else {
-				p.ws()
+				if i = ws(b, i); i >= len(b) || b[i] != ':' {
+					return ErrSyntax
+				}
+				i = ws(b, i+1)
 			}
+			p.i = i
 			if err := p.value(depth + 1); err != nil {
 				return err
 			}
-			if more, err := p.next(end); err != nil || !more {
-				return err
+			if i = ws(b, p.i); i >= len(b) {
+				return ErrSyntax
 			}
+			if b[i] == end {
+				p.i = i + 1
+				return nil
+			}
+			if b[i] != ',' {
+				return ErrSyntax
+			}
+			i = ws(b, i+1)
 		}
-	case c == 't':
-		return p.lit("true")
-	case c == 'f':
-		return p.lit("false")
-	case c == 'n':
-		return p.lit("null")
-	case c == '-' || (c >= '0' && c <= '9'):
-		return p.number()
+	case 't':
+		ok = len(b)-i >= 4 && string(b[i:i+4]) == "true"
+		i += 4
+	case 'f':
+		ok = len(b)-i >= 5 && string(b[i:i+5]) == "false"
+		i += 5
+	case 'n':
+		ok = len(b)-i >= 4 && string(b[i:i+4]) == "null"
+		i += 4
+	default:
+		i, ok = number(b, i)
 	}
-	return ErrSyntax
-}
-
-func (p *parser) lit(s string) error {
-	if len(p.b)-p.i < len(s) || string(p.b[p.i:p.i+len(s)]) != s {
+	if !ok {
 		return ErrSyntax
 	}
-	p.i += len(s)
+	p.i = i
 	return nil
 }
 
-func (p *parser) number() error {
-	start := p.i
-	if p.b[p.i] == '-' {
-		p.i++
+// ws returns the index of the first byte at or after i that is not white space.
+func ws(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
-	digits := func() int {
-		n := 0
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-			n++
-		}
-		return n
-	}
-	if p.i < len(p.b) && p.b[p.i] == '0' {
-		p.i++
-	} else if digits() == 0 {
-		return ErrSyntax
-	}
-	if p.i < len(p.b) && p.b[p.i] == '.' {
-		p.i++
-		if digits() == 0 {
-			return ErrSyntax
-		}
-	}
-	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
-		p.i++
-		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
-			p.i++
-		}
-		if digits() == 0 {
-			return ErrSyntax
-		}
-	}
-	if p.i == start {
-		return ErrSyntax
-	}
-	return nil
+	return i
 }
 
-// str skips a string (p.i at its opening quote) and reports whether it has escapes. One plain
-// loop over the bytes: in WebAssembly it beats searching for the quote and checking the bytes
-// before it in a second pass.
-func (p *parser) str() (bool, error) {
-	b := p.b
-	if p.i >= len(b) || b[p.i] != '"' {
-		return false, ErrSyntax
-	}
-	esc := false
-	for i := p.i + 1; i < len(b); i++ {
-		c := b[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
+// maxDepth bounds nesting.
+const maxDepth = 1000
+
+// number returns the index after the number at b[i:], and whether it is one.
+func number(b []byte, i int) (int, bool) {
+	digits := func(i int) (int, bool) {
+		j := i
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
 		}
-		switch c {
-		case '"':
-			p.i = i + 1
-			return esc, nil
-		case '\\':
+		return j, j > i
+	}
+	ok := true
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if i, ok = digits(i); !ok {
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		if i, ok = digits(i + 1); !ok {
+			return i, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i, ok = digits(i); !ok {
+			return i, false
+		}
+	}
+	return i, true
+}
+
+// Strings are scanned eight bytes at a time: a guest pays for every memory access and loop
+// iteration far more than native code does, and a word's test is a few arithmetic operations.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// word reads the eight bytes at b[i:] (the caller checks that they exist), first byte lowest.
+func word(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
+
+// has flags (in each byte's high bit) the bytes of x equal to c. Bytes above a flagged one may
+// be flagged wrongly, so only the lowest flag is to be read.
+func has(x uint64, c byte) uint64 {
+	y := x ^ (ones * uint64(c))
+	return (y - ones) &^ y
+}
+
+// below flags the bytes of x under 0x20 (the lowest flag is exact).
+func below(x uint64) uint64 { return (x - ones*0x20) &^ x }
+
+// first is the index of the lowest flagged byte of a non-zero mask.
+func first(m uint64) int { return bits.TrailingZeros64(m&highs) >> 3 }
+
+// scanString returns the index after the string at b[i:] (its opening quote), whether it has
+// escapes and bytes outside ASCII, and whether it is a valid string.
+func scanString(b []byte, i int) (end int, esc, high, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false, false, false
+	}
+	i++
+	for {
+		for i+8 <= len(b) {
+			x := word(b, i)
+			if m := (has(x, '"') | has(x, '\\') | below(x) | x) & highs; m != 0 {
+				i += first(m)
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return i, esc, high, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, esc, high, true
+		case c == '\\':
 			esc = true
 			i++
 			if i >= len(b) {
-				return esc, ErrSyntax
+				return i, esc, high, false
 			}
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				if len(b)-i < 5 || !hex4(b[i+1:i+5]) {
-					return esc, ErrSyntax
+					return i, esc, high, false
 				}
 				i += 4
 			default:
-				return esc, ErrSyntax
+				return i, esc, high, false
 			}
-		default:
-			return esc, ErrSyntax // a control character
+		case c < 0x20:
+			return i, esc, high, false // a control character
+		case c >= utf8.RuneSelf:
+			high = true
 		}
+		i++
 	}
-	return esc, ErrSyntax
 }
 
 func hex4(b []byte) bool {
@@ -469,15 +526,24 @@ const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string, escaped exactly as encoding/json escapes it (HTML
 // characters, U+2028 and U+2029 included; invalid UTF-8 becomes U+FFFD).
-func AppendString(b []byte, s string) []byte { return appendString(b, s) }
+func AppendString(b []byte, s string) []byte {
+	return AppendBytes(b, unsafe.Slice(unsafe.StringData(s), len(s))) // read only
+}
 
 // AppendBytes appends s as a JSON string, like AppendString.
-func AppendBytes(b []byte, s []byte) []byte { return appendString(b, s) }
-
-func appendString[S string | []byte](b []byte, s S) []byte {
+func AppendBytes(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			x := word(s, i)
+			m := (has(x, '"') | has(x, '\\') | has(x, '<') | has(x, '>') | has(x, '&') | below(x) | x) & highs
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += first(m)
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++
@@ -504,8 +570,7 @@ func appendString[S string | []byte](b []byte, s S) []byte {
 			start = i
 			continue
 		}
-		var head [utf8.UTFMax]byte
-		r, size := utf8.DecodeRune(head[:copy(head[:], s[i:])])
+		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)

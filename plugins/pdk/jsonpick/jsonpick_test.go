@@ -1,6 +1,7 @@
 package jsonpick
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -91,6 +92,8 @@ func FuzzStrings(f *testing.F) {
 }
 
 // Parse accepts exactly the objects encoding/json accepts.
+var fuzzParser Parser
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{`{}`, `{"a":[1,2,{"b":null}],"c":"d"}`, `{"a":-0.5e-3}`, ` {"a" : true } `} {
 		f.Add(s)
@@ -98,9 +101,39 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		var m map[string]any
 		valid := json.Unmarshal([]byte(s), &m) == nil && m != nil
-		_, err := Parse([]byte(s))
+		o, err := fuzzParser.Parse([]byte(s)) // reused: it has parsed other inputs before
 		if valid != (err == nil) && !(valid && strings.Count(s, "[")+strings.Count(s, "{") > maxDepth) {
 			t.Fatalf("%q: encoding/json valid %v, jsonpick err %v", s, valid, err)
 		}
+		if err != nil || !valid {
+			return
+		}
+		// every member reads as encoding/json reads it, and so do those of the objects in it
+		var check func(o Object, raw []byte)
+		check = func(o Object, raw []byte) {
+			var ms map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &ms); err != nil {
+				t.Fatalf("%s: %v", raw, err)
+			}
+			for k, v := range ms {
+				if got := o.Raw(k); !bytes.Equal(got, v) {
+					t.Fatalf("%q: member %q is %s, encoding/json has %s", s, k, got, v)
+				}
+				sub, ok := o.Object(k)
+				if ok != (v[0] == '{') {
+					t.Fatalf("%q: member %q: Object ok %v for %s", s, k, ok, v)
+				}
+				if ok {
+					check(sub, v)
+				}
+				if str, ok := o.String(k); ok {
+					var want string
+					if json.Unmarshal(v, &want) != nil || str != want {
+						t.Fatalf("%q: member %q: String %q, encoding/json %q", s, k, str, want)
+					}
+				}
+			}
+		}
+		check(o, []byte(strings.TrimSpace(s)))
 	})
 }

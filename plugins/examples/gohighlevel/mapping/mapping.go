@@ -10,20 +10,25 @@ package mapping
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/ringgate/ringgate/plugins/pdk/jsonpick"
 )
 
 // Map converts a payload. tag, when set, is added to the tags (for example "PPC").
-func Map(payload []byte, tag string) ([]byte, error) { return AppendMap(nil, payload, tag) }
+func Map(payload []byte, tag string) ([]byte, error) {
+	var m Mapper
+	return m.AppendMap(nil, payload, tag)
+}
 
-// AppendMap appends the converted payload to dst. It reads the payload in place and allocates
-// little: a transform that passes the same dst on each call allocates almost nothing.
-func AppendMap(dst, payload []byte, tag string) ([]byte, error) {
-	ev, err := jsonpick.Parse(payload)
+// Mapper converts payloads one after another, keeping its parser's memory from one to the
+// next. It is not safe for concurrent use (a transform instance runs one call at a time).
+type Mapper struct{ parser jsonpick.Parser }
+
+// AppendMap appends the converted payload to dst. It reads the payload in place: a Mapper that
+// is passed the same dst on each call allocates almost nothing.
+func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
+	ev, err := mp.parser.Parse(payload)
 	if err != nil {
 		return nil, errors.New("payload is not a ringgate event: " + err.Error())
 	}
@@ -60,46 +65,37 @@ func AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		}
 	}
 
-	type field struct {
-		k string
-		v []byte
-	}
-	var fieldBuf [16]field
-	fields := fieldBuf[:0]
-	set := func(k string, v []byte) {
-		if len(v) > 0 {
-			fields = append(fields, field{k, v})
-		}
-	}
-	var num [20]byte
-	// in the order of their keys, as encoding/json writes a map
+	// The custom fields, in the order of their keys (as encoding/json writes a map): written
+	// after the contact fields below.
+	var num, dur [20]byte
+	var callLogID, duration []byte
 	if id, _ := d.Int("call_log_id"); id != 0 {
-		set("call_log_id", strconv.AppendInt(num[:0], id, 10))
+		callLogID = strconv.AppendInt(num[:0], id, 10)
 	}
-	set("call_status", str(d, "status"))
-	var dur [20]byte
 	if string(event) == "call.completed" || string(event) == "call.missed" {
 		n, _ := d.Int("duration")
-		set("call_duration", strconv.AppendInt(dur[:0], n, 10))
+		duration = strconv.AppendInt(dur[:0], n, 10)
 	}
-	set("campaign_name", campaign)
 	v, hasVisit := d.Object("visitor_session")
+	vm, hasVoicemail := d.Object("voicemail")
+	var fields [13][]byte
+	fields[0] = duration
+	fields[1] = callLogID
+	fields[2] = str(d, "status")
+	fields[3] = campaign
 	if hasVisit {
-		set("fbclid", str(v, "fbclid"))
-		set("ga_client_id", str(v, "ga_client_id"))
-		set("gclid", str(v, "gclid"))
-		set("landing_page_url", str(v, "landing_page_url"))
+		fields[4] = str(v, "fbclid")
+		fields[5] = str(v, "ga_client_id")
+		fields[6] = str(v, "gclid")
+		fields[7] = str(v, "landing_page_url")
+		fields[9] = str(v, "utm_campaign")
 	}
-	set("recording_url", str(d, "recording_url"))
-	if hasVisit {
-		set("utm_campaign", str(v, "utm_campaign"))
+	fields[8] = str(d, "recording_url")
+	fields[10] = str(d, "utm_medium")
+	if hasVoicemail {
+		fields[11] = str(vm, "transcription")
+		fields[12] = str(vm, "recording_url")
 	}
-	set("utm_medium", str(d, "utm_medium"))
-	if vm, ok := d.Object("voicemail"); ok {
-		set("voicemail_transcription", str(vm, "transcription"))
-		set("voicemail_url", str(vm, "recording_url"))
-	}
-	slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.k, b.k) })
 
 	out := append(dst, `{"phone":`...)
 	out = jsonpick.AppendBytes(out, phone)
@@ -131,13 +127,17 @@ func AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		out = jsonpick.AppendString(out, tag)
 	}
 	out = append(out, `],"customField":{`...)
-	for i, f := range fields {
-		if i > 0 {
+	sep := false
+	for i, v := range fields {
+		if len(v) == 0 {
+			continue
+		}
+		if sep {
 			out = append(out, ',')
 		}
-		out = jsonpick.AppendString(out, f.k)
-		out = append(out, ':')
-		out = jsonpick.AppendBytes(out, f.v)
+		sep = true
+		out = append(out, fieldKeys[i]...)
+		out = jsonpick.AppendBytes(out, v)
 	}
 	out = append(out, `},"event":`...)
 	out = jsonpick.AppendBytes(out, event)
@@ -145,3 +145,8 @@ func AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 }
 
 var newCaller, repeatCaller = []byte("New Caller"), []byte("Repeat Caller")
+
+// fieldKeys are the custom fields' keys, quoted with their colon, sorted.
+var fieldKeys = [13]string{`"call_duration":`, `"call_log_id":`, `"call_status":`, `"campaign_name":`,
+	`"fbclid":`, `"ga_client_id":`, `"gclid":`, `"landing_page_url":`, `"recording_url":`,
+	`"utm_campaign":`, `"utm_medium":`, `"voicemail_transcription":`, `"voicemail_url":`}
