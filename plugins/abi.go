@@ -3,7 +3,6 @@ package plugins
 import (
 	"context"
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -120,14 +119,12 @@ func outputWrite(ctx context.Context, m api.Module, stack []uint64) {
 	c.output = append(c.output[:0:0], read(m, ptr, n)...)
 }
 
-var headerName = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_` + "`" + `|~-]{1,128}$`)
-
 // header_set(name_ptr, name_len, value_ptr, value_len) -> i32: 0 ok, -1 refused.
 func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 	c := current(ctx)
 	name := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
 	value := string(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
-	if !headerName.MatchString(name) || config.ReservedHeader(name) || len(value) > 8<<10 || strings.ContainsAny(value, "\r\n\x00") || len(c.headers) >= 64 {
+	if len(name) > 128 || !config.ValidHeaderName(name) || config.ReservedHeader(name) || len(value) > 8<<10 || strings.ContainsAny(value, "\r\n\x00") || len(c.headers) >= 64 {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}

@@ -227,3 +227,14 @@ func TestReferenceDocIsCurrent(t *testing.T) {
 		t.Fatalf("%s is out of date: run UPDATE_DOCS=1 go test ./gateway/config/", file)
 	}
 }
+
+func TestValidHeaderName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"X-Ringgate-Mapper": true, "x_custom.v2": true, "!#$%&'*+-.^_`|~": true, "A1": true,
+		"": false, "X Mapper": false, "X:Mapper": false, "X-Ünï": false, "X\r\nInjected": false, "(x)": false, "x@y": false,
+	} {
+		if got := ValidHeaderName(name); got != want {
+			t.Errorf("ValidHeaderName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -141,7 +141,6 @@ var (
 	endpointIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	e164Re       = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 	alnumRe      = regexp.MustCompile(`^[A-Za-z0-9]+$`)
-	headerNameRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
 )
 
 // reservedHeaders are set by the gateway; neither config nor transforms may set them.
@@ -154,6 +153,21 @@ var reservedHeaders = map[string]bool{
 func ReservedHeader(name string) bool {
 	l := strings.ToLower(name)
 	return reservedHeaders[l] || strings.HasPrefix(l, "webhook-")
+}
+
+// ValidHeaderName reports whether name is an HTTP header field name (a token, RFC 9110). It is
+// called for every header a transform sets, so it is a loop rather than a regular expression.
+func ValidHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // sourceKeys are the attribution fields a campaign's source may match on.
@@ -392,7 +406,7 @@ func (v *validator) workspaces() {
 			for name, val := range e.Headers {
 				hp := ep + ".headers." + name
 				switch {
-				case !headerNameRe.MatchString(name):
+				case !ValidHeaderName(name):
 					v.at(hp, "%q is not a valid header name", name)
 				case ReservedHeader(name):
 					v.at(hp, "%q is set by ringgate and cannot be overridden", name)
