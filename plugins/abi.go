@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
@@ -33,6 +34,11 @@ type call struct {
 	logs    cappedLog
 	errMsg  string
 	breach  string // a limit the guest broke, reported as the failure
+
+	// deadline ends a counted module's call (zero: none); sched_yield checks it, so the call
+	// needs no timer. timedOut records that it did.
+	deadline time.Time
+	timedOut bool
 }
 
 type callKey struct{}

@@ -183,8 +183,12 @@ func (h *Host) runtimeFor(ctx context.Context, p uint32) (*runtime, error) {
 var errDeadline = errors.New("deadline exceeded")
 
 // schedYield is WASI's sched_yield for counted modules, called every yieldEvery loop
-// iterations: it ends the call once its context is done.
+// iterations: it ends the call once its deadline has passed or its context is done.
 func schedYield(ctx context.Context, _ api.Module, stack []uint64) {
+	if c, ok := ctx.Value(callKey{}).(*call); ok && !c.deadline.IsZero() && time.Now().After(c.deadline) {
+		c.timedOut = true
+		panic(errDeadline)
+	}
 	if ctx.Err() != nil {
 		panic(errDeadline)
 	}
@@ -396,17 +400,22 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 		return delivery.TransformResult{}, err
 	}
 	st := &call{input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
-	if !h.opt.NoDeadline {
+	start := time.Now()
+	switch {
+	case h.opt.NoDeadline:
+	case p.mod.counted:
+		// sched_yield, called every yieldEvery loop iterations, checks the time: no timer
+		st.deadline = start.Add(t.Timeout)
+	default:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.Timeout)
 		defer cancel()
 	}
-	start := time.Now()
 	code, err := p.run(ctx, st)
 	res := delivery.TransformResult{Logs: st.logs.String(), Headers: st.headers}
 	if err != nil {
 		switch {
-		case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		case st.timedOut || ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return res, fmt.Errorf("transform timed out after %s", t.Timeout)
 		case st.breach != "":
 			return res, fmt.Errorf("transform %s", st.breach)

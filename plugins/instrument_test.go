@@ -82,3 +82,32 @@ func FuzzInstrument(f *testing.F) {
 		instrument(b) // must not panic
 	})
 }
+
+// A counted module's deadline needs no timer while it runs, but a call waiting for a busy pool
+// still ends at its own deadline.
+func TestCountedDeadlineWhileWaitingForAnInstance(t *testing.T) {
+	h := newHost(t, Options{PoolSize: 1})
+	ep := endpoint("yieldloop", mod("yieldloop"), nil)
+	ep.Transform.Timeout = 300 * time.Millisecond
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.Transform(context.Background(), ep, meta, []byte("{}"))
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first call holds the only instance
+	waiting := *ep
+	tr := *ep.Transform
+	tr.Timeout = 50 * time.Millisecond
+	waiting.Transform = &tr
+	start := time.Now()
+	_, err := h.Transform(context.Background(), &waiting, meta, []byte("{}"))
+	if err == nil || !strings.Contains(err.Error(), "transform timed out after 50ms") {
+		t.Fatalf("waiting call: %v", err)
+	}
+	if took := time.Since(start); took > 150*time.Millisecond {
+		t.Fatalf("the waiting call took %s", took)
+	}
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "transform timed out after 300ms") {
+		t.Fatalf("first call: %v", err)
+	}
+}

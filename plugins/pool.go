@@ -105,7 +105,9 @@ func (e *guestEnv) config(cfg wazero.ModuleConfig) wazero.ModuleConfig {
 }
 
 // get returns an idle instance, a new one while the pool has room, or waits for one.
-func (p *pool) get(ctx context.Context) (*instance, error) {
+// get takes a free instance, makes one while the pool has room, or waits for one until ctx is
+// done or c's deadline passes.
+func (p *pool) get(ctx context.Context, c *call) (*instance, error) {
 	select {
 	case inst := <-p.free:
 		return inst, nil
@@ -119,11 +121,20 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 		return inst, err
 	}
 	p.n.Add(-1)
+	var expired <-chan time.Time
+	if !c.deadline.IsZero() {
+		t := time.NewTimer(time.Until(c.deadline))
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case inst := <-p.free:
 		return inst, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-expired:
+		c.timedOut = true
+		return nil, errDeadline
 	}
 }
 
@@ -164,7 +175,7 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 	if p.mod.kind == Command {
 		return p.runCommand(ctx, c)
 	}
-	inst, err := p.get(ctx)
+	inst, err := p.get(ctx, c)
 	if err != nil {
 		return 0, err
 	}
