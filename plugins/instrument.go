@@ -5,19 +5,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Deadline enforcement by counting.
 //
 // wazero's CloseOnContextDone compiles a check that leaves native code at every loop header,
 // which costs a Go guest (hundreds of thousands of loop iterations to parse a payload) several
-// times its own work. A module that imports WASI's sched_yield, as every Go wasip1 module does,
-// is instrumented instead: each loop header counts down a global, and every yieldEvery
-// iterations calls sched_yield, whose host side ends the call once its deadline has passed.
-// That call is also a point where the Go runtime can preempt the goroutine, so a guest in a
-// tight loop never holds up a garbage collection. Modules without that import, or with
-// instructions the rewriter does not know (tail calls among them, which loop without a loop
-// header), keep wazero's check.
+// times its own work, and any guest a timer per call. Modules are instrumented instead: each
+// loop header counts down a global, and every yieldEvery iterations calls WASI's sched_yield,
+// whose host side ends the call once its deadline has passed. Every Go wasip1 module imports
+// sched_yield; other modules get the import added. The call is also a point where the Go
+// runtime can preempt the goroutine, so a guest in a tight loop never holds up a garbage
+// collection. Modules with instructions the rewriter does not know (tail calls among them,
+// which loop without a loop header) keep wazero's check.
 
 // yieldEvery is how many loop iterations run between two deadline checks (well under a
 // millisecond of guest work).
@@ -26,6 +27,8 @@ const yieldEvery = 4096
 var errNotInstrumentable = errors.New("module not instrumentable")
 
 // instrument returns the module rewritten to count loop iterations, or errNotInstrumentable.
+// A module that does not import sched_yield (WAT, AssemblyScript, Rust) gets the import added at
+// the end of its imports, and its functions' indices move up by one wherever they appear.
 func instrument(mod []byte) ([]byte, error) {
 	if len(mod) < 8 || string(mod[:4]) != "\x00asm" || binary.LittleEndian.Uint32(mod[4:8]) != 1 {
 		return nil, errNotInstrumentable
@@ -66,8 +69,10 @@ func instrument(mod []byte) ([]byte, error) {
 				switch kind := r.byte(); kind {
 				case 0x00:
 					ti := r.u32()
-					if module == "wasi_snapshot_preview1" && name == "sched_yield" && int(ti) < len(types) &&
-						len(types[ti][0]) == 0 && bytes.Equal(types[ti][1], []byte{0x7F}) {
+					if module == "wasi_snapshot_preview1" && name == "sched_yield" {
+						if int(ti) >= len(types) || !isYieldType(types[ti]) {
+							return nil, errNotInstrumentable
+						}
 						yield = funcImports
 					}
 					funcImports++
@@ -84,6 +89,13 @@ func instrument(mod []byte) ([]byte, error) {
 					return nil, errNotInstrumentable
 				}
 			}
+		case 4: // table: one with an initializer expression could hold a ref.func
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				if r.byte() == 0x40 {
+					return nil, errNotInstrumentable
+				}
+				r.limits()
+			}
 		case 6: // global
 			definedGlobals = int(r.u32())
 		}
@@ -91,11 +103,27 @@ func instrument(mod []byte) ([]byte, error) {
 			return nil, errNotInstrumentable
 		}
 	}
-	if yield < 0 {
-		return nil, errNotInstrumentable
+	// Without sched_yield, the module gets it as its last function import: defined functions
+	// (indices from funcImports on) move up by one.
+	inject := yield < 0
+	remap := func(f uint32) uint32 { return f }
+	yieldType := -1
+	if inject {
+		yield = funcImports
+		remap = func(f uint32) uint32 {
+			if f >= uint32(funcImports) {
+				return f + 1
+			}
+			return f
+		}
+		for i, t := range types {
+			if isYieldType(t) {
+				yieldType = i
+				break
+			}
+		}
 	}
 	counter := uint32(importedGlobals + definedGlobals)
-	snippet := countdown(counter, uint32(yield))
 
 	out := bytes.NewBuffer(make([]byte, 0, len(mod)+len(mod)/8))
 	out.Write(mod[:8])
@@ -104,44 +132,223 @@ func instrument(mod []byte) ([]byte, error) {
 		out.Write(binary.AppendUvarint(nil, uint64(len(p))))
 		out.Write(p)
 	}
-	global := binary.AppendUvarint(nil, uint64(definedGlobals+1))
-	wroteGlobal := false
-	putGlobal := func(old []byte) {
-		g := append([]byte(nil), global...)
+	// The sections a rewrite may add, written in their place: before the first section that
+	// must follow them, or in place of their old version.
+	wrote := map[byte]bool{}
+	putType := func(old []byte) {
+		wrote[1] = true
+		if !inject || yieldType >= 0 {
+			put(1, old)
+			return
+		}
+		yieldType = len(types)
+		p := binary.AppendUvarint(nil, uint64(len(types)+1))
 		if old != nil {
 			r := reader{b: old}
 			r.u32()
-			g = append(g, old[r.i:]...)
+			p = append(p, old[r.i:]...)
+		}
+		put(1, append(p, 0x60, 0x00, 0x01, 0x7F)) // () -> i32
+	}
+	putImport := func(old []byte) {
+		wrote[2] = true
+		if !inject {
+			put(2, old)
+			return
+		}
+		n := uint32(0)
+		var rest []byte
+		if old != nil {
+			r := reader{b: old}
+			n = r.u32()
+			rest = old[r.i:]
+		}
+		p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
+		p = appendName(p, "wasi_snapshot_preview1")
+		p = appendName(p, "sched_yield")
+		put(2, binary.AppendUvarint(append(p, 0x00), uint64(yieldType)))
+	}
+	putGlobal := func(old []byte) error {
+		wrote[6] = true
+		g := binary.AppendUvarint(nil, uint64(definedGlobals+1))
+		if old != nil {
+			r := reader{b: old}
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				start := r.i
+				if t := r.byte(); t == 0x63 || t == 0x64 {
+					return errNotInstrumentable
+				}
+				r.byte() // mutability
+				g = append(g, old[start:r.i]...)
+				var err error
+				if g, err = rewriteExpr(g, &r, remap); err != nil {
+					return err
+				}
+			}
+			if r.err != nil || r.more() {
+				return errNotInstrumentable
+			}
 		}
 		g = append(g, 0x7F, 0x01, 0x41)             // mutable i32 = i32.const yieldEvery
 		g = append(appendSLEB(g, yieldEvery), 0x0B) // end
 		put(6, g)
-		wroteGlobal = true
+		return nil
 	}
-	// Sections sort by this order; a module without globals gets one before the first section
-	// that must follow it.
+	// Sections sort by this order.
 	order := map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
-	for _, s := range secs {
-		if !wroteGlobal && s.id != 0 && order[s.id] > order[6] {
-			putGlobal(nil)
+	before := func(id byte) error {
+		if id == 0 {
+			return nil
 		}
+		if !wrote[1] && order[id] > order[1] {
+			putType(nil)
+		}
+		if !wrote[2] && order[id] > order[2] {
+			putImport(nil)
+		}
+		if !wrote[6] && order[id] > order[6] {
+			return putGlobal(nil)
+		}
+		return nil
+	}
+	for _, s := range secs {
+		if err := before(s.id); err != nil {
+			return nil, err
+		}
+		var err error
 		switch s.id {
-		case 6:
-			putGlobal(s.payload)
-		case 10:
-			code, err := rewriteCode(s.payload, snippet)
-			if err != nil {
-				return nil, err
+		case 0:
+			if name := customName(s.payload); inject && (name == "name" || strings.HasPrefix(name, "metadata.code.")) {
+				continue // their function indices are stale; they only serve stack traces and hints
 			}
-			put(10, code)
+			put(0, s.payload)
+		case 1:
+			putType(s.payload)
+		case 2:
+			putImport(s.payload)
+		case 6:
+			err = putGlobal(s.payload)
+		case 7, 8, 9:
+			var p []byte
+			if p, err = remapSection(s.id, s.payload, remap); err == nil {
+				put(s.id, p)
+			}
+		case 10:
+			var code []byte
+			if code, err = rewriteCode(s.payload, countdown(counter, uint32(yield)), remap); err == nil {
+				put(10, code)
+			}
 		default:
 			put(s.id, s.payload)
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if !wroteGlobal {
-		putGlobal(nil)
+	if err := before(11); err != nil { // sections a module without them still needs
+		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+func isYieldType(t [2][]byte) bool { return len(t[0]) == 0 && bytes.Equal(t[1], []byte{0x7F}) }
+
+func appendName(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// customName is a custom section's name.
+func customName(p []byte) string {
+	r := reader{b: p}
+	n := r.bytes(int(r.u32()))
+	return string(n)
+}
+
+// rewriteExpr copies a constant expression from r (up to and including its end), with the
+// function indices of ref.func remapped.
+func rewriteExpr(out []byte, r *reader, remap func(uint32) uint32) ([]byte, error) {
+	for r.more() {
+		start := r.i
+		op := r.byte()
+		if op == 0xD2 {
+			out = binary.AppendUvarint(append(out, op), uint64(remap(r.u32())))
+			continue
+		}
+		if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		out = append(out, r.b[start:r.i]...)
+		if op == 0x0B {
+			return out, r.err
+		}
+	}
+	return nil, errNotInstrumentable
+}
+
+// remapSection rewrites the function indices of the export, start or element section.
+func remapSection(id byte, p []byte, remap func(uint32) uint32) ([]byte, error) {
+	r := reader{b: p}
+	var out []byte
+	u32 := func() { out = binary.AppendUvarint(out, uint64(r.u32())) }
+	funcIdx := func() { out = binary.AppendUvarint(out, uint64(remap(r.u32()))) }
+	expr := func() error {
+		var err error
+		out, err = rewriteExpr(out, &r, remap)
+		return err
+	}
+	switch id {
+	case 8: // start
+		funcIdx()
+	case 7: // export
+		n := r.u32()
+		out = binary.AppendUvarint(out, uint64(n))
+		for ; n > 0 && r.err == nil; n-- {
+			out = appendName(out, string(r.bytes(int(r.u32()))))
+			kind := r.byte()
+			out = append(out, kind)
+			if kind == 0x00 {
+				funcIdx()
+			} else {
+				u32()
+			}
+		}
+	case 9: // element
+		n := r.u32()
+		out = binary.AppendUvarint(out, uint64(n))
+		for ; n > 0 && r.err == nil; n-- {
+			flags := r.u32()
+			out = binary.AppendUvarint(out, uint64(flags))
+			if flags > 7 {
+				return nil, errNotInstrumentable
+			}
+			if flags&2 != 0 && flags&1 == 0 { // explicit table index
+				u32()
+			}
+			if flags&1 == 0 { // active: offset
+				if err := expr(); err != nil {
+					return nil, err
+				}
+			}
+			if flags&3 != 0 { // element kind or reference type
+				out = append(out, r.byte())
+			}
+			m := r.u32()
+			out = binary.AppendUvarint(out, uint64(m))
+			for ; m > 0 && r.err == nil; m-- {
+				if flags&4 != 0 {
+					if err := expr(); err != nil {
+						return nil, err
+					}
+				} else {
+					funcIdx()
+				}
+			}
+		}
+	}
+	if r.err != nil || r.more() {
+		return nil, errNotInstrumentable
+	}
+	return out, nil
 }
 
 // countdown is the code at each loop header:
@@ -164,7 +371,7 @@ func countdown(counter, yield uint32) []byte {
 }
 
 // rewriteCode inserts the countdown after every loop instruction of every function body.
-func rewriteCode(p []byte, snippet []byte) ([]byte, error) {
+func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
 	out := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/8), uint64(n))
@@ -176,7 +383,7 @@ func rewriteCode(p []byte, snippet []byte) ([]byte, error) {
 			return nil, errNotInstrumentable
 		}
 		var err error
-		if body, err = rewriteBody(body[:0], fn, snippet); err != nil {
+		if body, err = rewriteBody(body[:0], fn, snippet, remap); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -188,7 +395,7 @@ func rewriteCode(p []byte, snippet []byte) ([]byte, error) {
 	return out, nil
 }
 
-func rewriteBody(out, fn, snippet []byte) ([]byte, error) {
+func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32) ([]byte, error) {
 	r := reader{b: fn}
 	for n := r.u32(); n > 0 && r.err == nil; n-- { // locals: count and type
 		r.u32()
@@ -203,7 +410,10 @@ func rewriteBody(out, fn, snippet []byte) ([]byte, error) {
 	for r.more() {
 		start := r.i
 		op := r.byte()
-		isLoop := op == 0x03
+		if op == 0x10 || op == 0xD2 { // call, ref.func: a function index
+			out = binary.AppendUvarint(append(out, op), uint64(remap(r.u32())))
+			continue
+		}
 		if err := r.immediates(op); err != nil {
 			return nil, err
 		}
@@ -211,11 +421,11 @@ func rewriteBody(out, fn, snippet []byte) ([]byte, error) {
 			return nil, errNotInstrumentable
 		}
 		out = append(out, fn[start:r.i]...)
-		if isLoop {
+		if op == 0x03 {
 			out = append(out, snippet...)
 		}
 	}
-	return out, nil
+	return out, r.err
 }
 
 // immediates skips the immediates of op.

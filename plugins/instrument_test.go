@@ -78,8 +78,20 @@ func FuzzInstrument(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter()) // validates as the compiler does, faster
+	defer r.Close(ctx)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		instrument(b) // must not panic
+		ib, err := instrument(b) // must not panic
+		if err != nil {
+			return
+		}
+		if _, err := r.CompileModule(ctx, b); err != nil {
+			return // not a valid module to begin with
+		}
+		if _, err := r.CompileModule(ctx, ib); err != nil {
+			t.Fatalf("a valid module, instrumented, does not compile: %v", err)
+		}
 	})
 }
 
@@ -109,5 +121,44 @@ func TestCountedDeadlineWhileWaitingForAnInstance(t *testing.T) {
 	}
 	if err := <-first; err == nil || !strings.Contains(err.Error(), "transform timed out after 300ms") {
 		t.Fatalf("first call: %v", err)
+	}
+}
+
+// A module without sched_yield gets the import added; every function index in it still leads
+// to the same function, and it gives the same output as without instrumenting.
+func TestInstrumentRemapsFunctionIndices(t *testing.T) {
+	for _, noDeadline := range []bool{false, true} {
+		h := newHost(t, Options{NoDeadline: noDeadline})
+		ep := endpoint("remap", mod("remap"), nil)
+		res, err := h.Transform(context.Background(), ep, meta, []byte("{}"))
+		if err != nil || string(res.Body) != "ABCSB" {
+			t.Fatalf("noDeadline %v: %v %q", noDeadline, err, res.Body)
+		}
+		p, err := h.poolFor(context.Background(), ep)
+		if err != nil || p.mod.counted == noDeadline {
+			t.Fatalf("noDeadline %v: counted %v, %v", noDeadline, p.mod.counted, err)
+		}
+	}
+}
+
+// A module the rewriter does not know keeps wazero's check, which enforces the same deadline.
+func TestCheckedModulesTimeOutToo(t *testing.T) {
+	forceChecked = true
+	defer func() { forceChecked = false }()
+	h := newHost(t, Options{})
+	ep := endpoint("loop", mod("loop"), nil)
+	start := time.Now()
+	if _, err := h.Transform(context.Background(), ep, meta, []byte("{}")); err == nil || !strings.Contains(err.Error(), "transform timed out after 100ms") {
+		t.Fatalf("got %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	p, err := h.poolFor(context.Background(), ep)
+	if err != nil || p.mod.counted {
+		t.Fatalf("counted %v, %v", p.mod.counted, err)
+	}
+	if res, err := h.Transform(context.Background(), endpoint("good", mod("identity"), nil), meta, []byte(`{"a":1}`)); err != nil || string(res.Body) != `{"a":1}` {
+		t.Fatalf("identity after the timeout: %v %q", err, res.Body)
 	}
 }

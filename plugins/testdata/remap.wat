@@ -1,0 +1,30 @@
+;; Every place a function index appears: a direct call, a table filled by an element segment
+;; and called indirectly, a funcref global, the start function, exports. The host adds a
+;; sched_yield import to count its loop, which moves every defined function's index up by one;
+;; the output, "ABCSB", shows each index still leads to its function.
+(module
+  (import "ringgate" "input_read" (func $input_read (param i32 i32) (result i32)))
+  (import "ringgate" "output_write" (func $output_write (param i32 i32)))
+  (type $letter (func (result i32)))
+  (memory (export "memory") 1)
+  (table $t 3 funcref)
+  (elem (i32.const 0) $a $b $c)
+  (global $fb funcref (ref.func $b))
+  (global $started (mut i32) (i32.const 0))
+  (func $a (type $letter) (i32.const 65))
+  (func $b (type $letter) (i32.const 66))
+  (func $c (type $letter) (i32.const 67))
+  (func $init (global.set $started (i32.const 1)))
+  (start $init)
+  (func (export "transform") (param $n i32) (result i32) (local $i i32)
+    (i32.store8 (i32.const 0) (call_indirect (type $letter) (i32.const 0)))
+    (i32.store8 (i32.const 1) (call_indirect (type $letter) (i32.const 1)))
+    (i32.store8 (i32.const 2) (call $c))
+    (i32.store8 (i32.const 3) (select (i32.const 83) (i32.const 88) (global.get $started)))
+    (local.set $i (i32.const 10000))
+    (loop $l (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+    (table.set $t (i32.const 2) (global.get $fb))
+    (i32.store8 (i32.const 4) (call_indirect (type $letter) (i32.const 2)))
+    (call $output_write (i32.const 0) (i32.const 5))
+    (i32.const 0))
+  (export "letter_a" (func $a)))
