@@ -32,13 +32,26 @@ func perCall(h *plugins.Host, ep *config.Endpoint, body []byte, n int) (time.Dur
 			return 0, err
 		}
 	}
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := h.Transform(context.Background(), ep, meta, body); err != nil {
-			return 0, err
+	return fastest(n, func() error {
+		_, err := h.Transform(context.Background(), ep, meta, body)
+		return err
+	})
+}
+
+// fastest runs f n times in each of 5 rounds and returns the time per run of the fastest round:
+// a microbenchmark's noise (a GC, another process) only ever adds time.
+func fastest(n int, f func() error) (time.Duration, error) {
+	best := time.Duration(1<<63 - 1)
+	for range 5 {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if err := f(); err != nil {
+				return 0, err
+			}
 		}
+		best = min(best, time.Since(start)/time.Duration(n))
 	}
-	return time.Since(start) / time.Duration(n), nil
+	return best, nil
 }
 
 func benchTransforms() error {
@@ -83,17 +96,16 @@ func benchTransforms() error {
 		return err
 	}
 	// natively, the same code reusing its parser and output buffer as the guest does
-	const n = 20000
 	var mp mapping.Mapper
 	var out []byte
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if out, err = mp.AppendMap(out[:0], payload, "PPC"); err != nil {
-			return err
-		}
+	native, err := fastest(20000, func() (err error) {
+		out, err = mp.AppendMap(out[:0], payload, "PPC")
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	native := time.Since(start) / n
-	fmt.Printf("%-44s %12s per call       native Go %s: %.2fx (target ≤ 5x); without the deadline %s\n",
+	fmt.Printf("%-44s %12s per call       native Go %s: %.2fx (target ≤ 5x); without the deadline %s (fastest of 5 rounds each)\n",
 		"GoHighLevel mapper in wasm (Go, wasip1)", ghlD.Round(100*time.Nanosecond), native.Round(100*time.Nanosecond),
 		float64(ghlD)/float64(native), ghlN.Round(100*time.Nanosecond))
 
