@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,10 +159,7 @@ func startBenchGateway() (*gateway.Gateway, func(), error) {
 // the latency of an open-loop load of 1,000 calls/s.
 func benchCallbacks() error {
 	const workers = 64
-	n := 3000
-	if v, _ := strconv.Atoi(os.Getenv("RINGBENCH_CALLS")); v > 0 {
-		n = v
-	}
+	n := envInt("RINGBENCH_CALLS", 3000)
 	err := medianRun("signed voice+status callbacks (req/s)", "req/s", "bare fasthttp handler, same load", "≥ 0.5x", func() (float64, float64, string, error) {
 		client := &fasthttp.Client{MaxConnsPerHost: workers * 2}
 		base, stop, err := bareTwilio()

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,7 +268,7 @@ func deliveryRound() (float64, float64, string, error) {
 // deliveryRate publishes a backlog to one endpoint (with the transform, if any), then starts the
 // engine and measures deliveries per second until all are delivered and their outcomes committed.
 func deliveryRate(tr *config.Transform) (float64, time.Duration, string, error) {
-	const total = 20000
+	total := int64(envInt("RINGBENCH_DELIVERIES", 20000))
 	url, got, stop, err := startSink()
 	if err != nil {
 		return 0, 0, "", err
@@ -337,7 +338,7 @@ func deliveryRate(tr *config.Transform) (float64, time.Duration, string, error) 
 		time.Sleep(time.Millisecond)
 	}
 	rate := float64(total) / time.Since(start).Seconds()
-	cpu := (cpuTime() - cpu0) / total
+	cpu := (cpuTime() - cpu0) / time.Duration(total)
 	c1, o1 := st.Stats()
 	e.Stop(context.Background())
 	return rate, cpu, fmt.Sprintf("%.1f state changes per fsync", float64(o1-o0)/float64(c1-c0)), nil
@@ -398,4 +399,12 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// envInt reads a positive integer from the environment, or returns def.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
