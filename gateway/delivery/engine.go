@@ -253,7 +253,8 @@ func (e *Engine) endpointChanged(st store.EndpointState) {
 	}
 }
 
-// syncLanes starts lanes for new endpoints and stops lanes of removed ones. e.mu is held.
+// syncLanes starts lanes for new endpoints, stops lanes of removed ones and pokes the others.
+// e.mu is held.
 func (e *Engine) syncLanes(eps map[string]*endpoint) {
 	for id, l := range e.lanes {
 		if _, ok := eps[id]; !ok {
@@ -265,12 +266,14 @@ func (e *Engine) syncLanes(eps map[string]*endpoint) {
 		}
 	}
 	for id := range eps {
-		if _, ok := e.lanes[id]; !ok {
-			l := newLane(e, id, e.cfg.Load().Delivery.MaxInFlight)
-			e.lanes[id] = l
-			e.wg.Add(1)
-			go l.run()
+		if l, ok := e.lanes[id]; ok {
+			l.poke() // to apply a new max_in_flight
+			continue
 		}
+		l := newLane(e, id)
+		e.lanes[id] = l
+		e.wg.Add(1)
+		go l.run()
 	}
 }
 

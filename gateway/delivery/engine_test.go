@@ -640,3 +640,63 @@ func TestConcurrentPublishersAreNotLeftBehind(t *testing.T) {
 	wg.Wait()
 	eventually(t, fmt.Sprintf("all %d deliveries (got %d)", publishers*each, r.count()), func() bool { return r.count() >= publishers*each })
 }
+
+// A reload that changes max_in_flight resizes the lanes already running, both ways.
+func TestReloadResizesRunningLanes(t *testing.T) {
+	slow := newReceiver(t, clock.Real{})
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	gate := make(chan struct{})
+	slow.handle = func(ctx *fasthttp.RequestCtx) bool {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		<-gate
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return false
+	}
+	now := func() (int, int) { mu.Lock(); defer mu.Unlock(); return inFlight, peak }
+	eps := endpointYAML("slow", slow.URL)
+	h := newHarness(t, testConfig(t, eps, ", max_in_flight: 2"), clock.Real{})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before the engine stops: a failed test lets the handlers go
+	for i := 0; i < 40; i++ {
+		h.publish(events.CallCompleted)
+	}
+	eventually(t, "2 attempts in flight", func() bool { n, _ := now(); return n == 2 })
+	time.Sleep(100 * time.Millisecond)
+	if n, p := now(); n != 2 || p != 2 {
+		t.Fatalf("with max_in_flight 2: %d in flight, peak %d", n, p)
+	}
+
+	if err := h.e.Provision(context.Background(), testConfig(t, eps, ", max_in_flight: 6")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "6 attempts in flight after raising max_in_flight", func() bool { n, _ := now(); return n == 6 })
+	time.Sleep(100 * time.Millisecond)
+	if n, p := now(); n != 6 || p != 6 {
+		t.Fatalf("with max_in_flight 6: %d in flight, peak %d", n, p)
+	}
+
+	if err := h.e.Provision(context.Background(), testConfig(t, eps, ", max_in_flight: 1")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ { // the six running finish; then one at a time
+		gate <- struct{}{}
+	}
+	mu.Lock()
+	peak = 0
+	mu.Unlock()
+	for i := 0; i < 10; i++ {
+		gate <- struct{}{}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, p := now(); p > 1 {
+		t.Fatalf("with max_in_flight 1: peak %d", p)
+	}
+	open.Do(func() { close(gate) })
+	eventually(t, "every delivery", func() bool { return slow.count() >= 40 })
+}

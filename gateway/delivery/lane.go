@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,22 +12,25 @@ import (
 )
 
 // lane schedules one endpoint's deliveries: it reads the endpoint's due queue keys in batches
-// into a ready buffer and runs up to max HTTP attempts at once. Lanes are independent, so a
-// receiver that hangs holds only its own slots and never delays another endpoint.
+// into a ready buffer and runs up to delivery.max_in_flight HTTP attempts at once (the current
+// config's: a reload resizes running lanes). Lanes are independent, so a receiver that hangs
+// holds only its own slots and never delays another endpoint.
 //
 // A delivery is "claimed" from the moment it is read until its outcome is committed; claimed
 // deliveries are never read again, so none is sent twice by one process.
 type lane struct {
 	e    *Engine
 	id   string
-	max  int
 	wake chan struct{}
 	quit chan struct{}
-	// freed and done are how attempts report back: an HTTP slot is free; an outcome is
-	// committed (ok false: the delivery is still queued where it was). reads brings a read's
+	// Attempts report back under mu, then poke: freed counts HTTP slots freed, done the
+	// outcomes committed (ok false: the delivery is still queued where it was). Neither can
+	// fill up, so attempts finishing after the lane stopped never block. reads brings a read's
 	// result back from the goroutine that ran it.
-	freed chan struct{}
-	done  chan doneMsg
+	mu    sync.Mutex
+	freed int
+	done  []doneMsg
+	spare []doneMsg // the other buffer of done, swapped in by collect
 	reads chan readResult
 
 	// The rest is owned by the run goroutine. While a read runs, claimed is frozen: claims are
@@ -70,10 +74,9 @@ const (
 	storeErrorBackoff = time.Second
 )
 
-func newLane(e *Engine, id string, max int) *lane {
+func newLane(e *Engine, id string) *lane {
 	l := &lane{
-		e: e, id: id, max: max, wake: make(chan struct{}, 1), quit: make(chan struct{}),
-		freed: make(chan struct{}, max), done: make(chan doneMsg, max+8*readBatch), // more than claims can number
+		e: e, id: id, wake: make(chan struct{}, 1), quit: make(chan struct{}),
 		reads: make(chan readResult, 1), claimed: map[string]struct{}{}, dirty: true,
 	}
 	l.rewind.Store(math.MaxInt64)
@@ -118,19 +121,24 @@ func (l *lane) release(m doneMsg) {
 
 // collect takes in what attempts and reads reported, without blocking.
 func (l *lane) collect() {
-	for {
-		select {
-		case <-l.freed:
-			l.running--
-		case m := <-l.done:
-			l.release(m)
-		case r := <-l.reads:
-			l.merge(r)
-		default:
-			return
-		}
+	l.mu.Lock()
+	freed, done := l.freed, l.done
+	l.freed, l.done = 0, l.spare[:0]
+	l.mu.Unlock()
+	l.running -= freed
+	for _, m := range done {
+		l.release(m)
+	}
+	l.spare = done[:0]
+	select {
+	case r := <-l.reads:
+		l.merge(r)
+	default:
 	}
 }
+
+// limit is how many attempts may run at once: the current config's max_in_flight.
+func (l *lane) limit() int { return l.e.cfg.Load().Delivery.MaxInFlight }
 
 func (l *lane) merge(r readResult) {
 	l.reading = false
@@ -178,10 +186,11 @@ func (l *lane) run() {
 		l.collect()
 		now := l.e.clock.Now()
 		due := l.dirty || (!l.next.IsZero() && !l.next.After(now)) || now.Sub(l.lastFull) >= fullScanEvery
-		if !l.reading && due && len(l.ready) < readBatch/2 && len(l.claimed) < l.max+6*readBatch && !now.Before(l.backoff) {
+		limit := l.limit()
+		if !l.reading && due && len(l.ready) < readBatch/2 && len(l.claimed) < limit+6*readBatch && !now.Before(l.backoff) {
 			l.startRead(now)
 		}
-		for l.running < l.max && len(l.ready) > 0 {
+		for l.running < limit && len(l.ready) > 0 {
 			d := l.ready[0]
 			l.ready[0] = store.Delivery{}
 			l.ready = l.ready[1:]
@@ -243,12 +252,16 @@ func (l *lane) attempt(d store.Delivery) {
 	release := func() {
 		if !released {
 			released = true
-			l.freed <- struct{}{}
+			l.mu.Lock()
+			l.freed++
+			l.mu.Unlock()
 			l.poke()
 		}
 	}
 	ok := l.e.attempt(d, release)
 	release()
-	l.done <- doneMsg{d.ID, ok}
+	l.mu.Lock()
+	l.done = append(l.done, doneMsg{d.ID, ok})
+	l.mu.Unlock()
 	l.poke()
 }
