@@ -666,24 +666,22 @@ func TestReloadResizesRunningLanes(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		h.publish(events.CallCompleted)
 	}
-	eventually(t, "2 attempts in flight", func() bool { n, _ := now(); return n == 2 })
-	time.Sleep(100 * time.Millisecond)
-	if n, p := now(); n != 2 || p != 2 {
-		t.Fatalf("with max_in_flight 2: %d in flight, peak %d", n, p)
+	resize := func(limit int) {
+		if err := h.e.Provision(context.Background(), testConfig(t, eps, fmt.Sprintf(", max_in_flight: %d", limit))); err != nil {
+			t.Fatal(err)
+		}
 	}
-
-	if err := h.e.Provision(context.Background(), testConfig(t, eps, ", max_in_flight: 6")); err != nil {
-		t.Fatal(err)
+	settled := func(limit int) {
+		eventually(t, fmt.Sprintf("%d attempts in flight", limit), func() bool { n, _ := now(); return n == limit })
+		time.Sleep(100 * time.Millisecond)
+		if n, p := now(); n != limit || p != limit {
+			t.Fatalf("with max_in_flight %d: %d in flight, peak %d", limit, n, p)
+		}
 	}
-	eventually(t, "6 attempts in flight after raising max_in_flight", func() bool { n, _ := now(); return n == 6 })
-	time.Sleep(100 * time.Millisecond)
-	if n, p := now(); n != 6 || p != 6 {
-		t.Fatalf("with max_in_flight 6: %d in flight, peak %d", n, p)
-	}
-
-	if err := h.e.Provision(context.Background(), testConfig(t, eps, ", max_in_flight: 1")); err != nil {
-		t.Fatal(err)
-	}
+	settled(2)
+	resize(6)
+	settled(6)
+	resize(1)
 	for i := 0; i < 5; i++ { // the six running finish; then one at a time
 		gate <- struct{}{}
 	}
