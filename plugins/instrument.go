@@ -138,7 +138,9 @@ func instrument(mod []byte) ([]byte, error) {
 	putType := func(old []byte) {
 		wrote[1] = true
 		if !inject || yieldType >= 0 {
-			put(1, old)
+			if old != nil {
+				put(1, old)
+			}
 			return
 		}
 		yieldType = len(types)
@@ -153,7 +155,9 @@ func instrument(mod []byte) ([]byte, error) {
 	putImport := func(old []byte) {
 		wrote[2] = true
 		if !inject {
-			put(2, old)
+			if old != nil {
+				put(2, old)
+			}
 			return
 		}
 		n := uint32(0)

@@ -162,3 +162,35 @@ func TestCheckedModulesTimeOutToo(t *testing.T) {
 		t.Fatalf("identity after the timeout: %v %q", err, res.Body)
 	}
 }
+
+// Modules missing the sections the rewrite adds to (no types, imports or globals) get them, in
+// their place.
+func TestInstrumentSmallModules(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	for name, mod := range map[string][]byte{
+		"empty": []byte("\x00asm\x01\x00\x00\x00"),
+		// (module (func (export "f") (loop $l (br_if $l (i32.const 0)))))
+		"one function": {0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+			0x03, 0x02, 0x01, 0x00, 0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00, 0x0a, 0x0b, 0x01, 0x09, 0x00,
+			0x03, 0x40, 0x41, 0x00, 0x0d, 0x00, 0x0b, 0x0b},
+	} {
+		if _, err := r.CompileModule(ctx, mod); err != nil {
+			t.Fatalf("%s: the test module itself: %v", name, err)
+		}
+		ib, err := instrument(mod)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cm, err := r.CompileModule(ctx, ib)
+		if err != nil {
+			t.Fatalf("%s: instrumented: %v", name, err)
+		}
+		if imp := cm.ImportedFunctions(); len(imp) != 1 {
+			t.Fatalf("%s: %d imports", name, len(imp))
+		} else if m, n, _ := imp[0].Import(); m != "wasi_snapshot_preview1" || n != "sched_yield" {
+			t.Fatalf("%s: imports %s.%s", name, m, n)
+		}
+	}
+}
