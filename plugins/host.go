@@ -179,6 +179,17 @@ func (h *Host) runtimeFor(ctx context.Context, p uint32) (*runtime, error) {
 	return rt, nil
 }
 
+// compile is r.CompileModule, with a panic in wazero (a malformed module it does not expect)
+// returned as an error rather than taking the gateway down.
+func compile(ctx context.Context, r wazero.Runtime, b []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cm, err = nil, fmt.Errorf("wazero panicked: %v", p)
+		}
+	}()
+	return r.CompileModule(ctx, b)
+}
+
 // forceChecked leaves every module to wazero's check, as for one the rewriter does not know
 // (tests of that path).
 var forceChecked = false
@@ -245,11 +256,14 @@ func (h *Host) compile(ctx context.Context, rt *runtime, path string) (*module, 
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("transform module %s is not a WebAssembly binary (no \\0asm header)", path)
 	}
+	if b, err = checkModule(b); err != nil {
+		return nil, fmt.Errorf("transform module %s is malformed: %w", path, err)
+	}
 	m := &module{path: path, r: rt.checked, hash: sha256.Sum256(b)}
 	var cm wazero.CompiledModule
 	if !h.opt.NoDeadline && !forceChecked {
 		if ib, ierr := instrument(b); ierr == nil {
-			if cm, err = rt.counted.CompileModule(ctx, ib); err == nil {
+			if cm, err = compile(ctx, rt.counted, ib); err == nil {
 				m.r, m.counted = rt.counted, true
 			} else {
 				h.opt.Logger.Warn("instrumented transform module does not compile; wazero checks its deadline instead", "module", path, "err", err)
@@ -257,7 +271,7 @@ func (h *Host) compile(ctx context.Context, rt *runtime, path string) (*module, 
 		}
 	}
 	if cm == nil {
-		if cm, err = rt.checked.CompileModule(ctx, b); err != nil {
+		if cm, err = compile(ctx, rt.checked, b); err != nil {
 			return nil, fmt.Errorf("transform module %s does not compile: %w", path, err)
 		}
 	}

@@ -507,7 +507,10 @@ type reader struct {
 func (r *reader) more() bool { return r.err == nil && r.i < len(r.b) }
 
 func (r *reader) byte() byte {
-	if r.err != nil || r.i >= len(r.b) {
+	if r.err != nil {
+		return 0
+	}
+	if r.i >= len(r.b) {
 		r.err = errNotInstrumentable
 		return 0
 	}
@@ -516,7 +519,10 @@ func (r *reader) byte() byte {
 }
 
 func (r *reader) bytes(n int) []byte {
-	if r.err != nil || n < 0 || r.i+n > len(r.b) {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || r.i+n > len(r.b) {
 		r.err = errNotInstrumentable
 		return nil
 	}
@@ -546,7 +552,10 @@ func (r *reader) sleb() {
 }
 
 func (r *reader) blockType() {
-	if r.err != nil || r.i >= len(r.b) {
+	if r.err != nil {
+		return
+	}
+	if r.i >= len(r.b) {
 		r.err = errNotInstrumentable
 		return
 	}

@@ -82,14 +82,17 @@ func FuzzInstrument(f *testing.F) {
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter()) // validates as the compiler does, faster
 	defer r.Close(ctx)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ib, err := instrument(b) // must not panic
+		// checkModule stands between wazero and whatever the fuzzer makes: a module it lets
+		// through that makes wazero allocate gigabytes ends this process.
+		b, err := checkModule(b) // must not panic
 		if err != nil {
 			return
 		}
-		if _, err := r.CompileModule(ctx, b); err != nil {
-			return // not a valid module to begin with
+		ib, err := instrument(b) // must not panic
+		if _, cerr := compile(ctx, r, b); cerr != nil || err != nil {
+			return // not a valid module to begin with (wazero's panics included), or not one to instrument
 		}
-		if _, err := r.CompileModule(ctx, ib); err != nil {
+		if _, err := compile(ctx, r, ib); err != nil {
 			t.Fatalf("a valid module, instrumented, does not compile: %v", err)
 		}
 	})
@@ -192,5 +195,78 @@ func TestInstrumentSmallModules(t *testing.T) {
 		} else if m, n, _ := imp[0].Import(); m != "wasi_snapshot_preview1" || n != "sched_yield" {
 			t.Fatalf("%s: imports %s.%s", name, m, n)
 		}
+	}
+}
+
+// wazePanic makes wazero 1.12 panic in CompileModule.
+var wazePanic = []byte("\x00asm\x01\x00\x00\x00\x01\x11\x04`\x00\x01\x7f`\x00\x00`\x01\x7f\x00`\x01\x7f\x01\x7f\x03\x04\x03\x01\x020\n?\x03\x1a\x010\x7fA\xe80A0\x03@A0A0x\" ! \vA0A0\x00\v\x19\x00A0E\x04@A0A0A0A0x\x10\x020000000\v\b\x00000000\v")
+
+// A panic in wazero's compiler comes back as an error.
+func TestCompileRecoversWazeroPanics(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if _, err := compile(ctx, r, wazePanic); err == nil || !strings.Contains(err.Error(), "wazero panicked") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// Modules that declare more than they hold are refused before wazero decodes them: it would
+// allocate what they declare first, and a failed allocation of gigabytes ends the process.
+func TestMalformedModulesAreRefusedBeforeDecoding(t *testing.T) {
+	const header = "\x00asm\x01\x00\x00\x00"
+	huge := "\xff\xff\xff\xff\x07" // 2^31-1
+	cases := map[string]string{
+		"data segments":     "\x0b\x06" + huge + "\x00",
+		"imports":           "\x02\x06" + huge + "\x00",
+		"globals":           "\x06\x06" + huge + "\x00",
+		"exports":           "\x07\x06" + huge + "\x00",
+		"element segments":  "\x09\x06" + huge + "\x00",
+		"function bodies":   "\x0a\x06" + huge + "\x00",
+		"tables":            "\x04\x06" + huge + "\x00",
+		"functions":         "\x03\x06" + huge + "\x00",
+		"parameters":        "\x01\x08\x01\x60" + huge + "\x00",
+		"a section's bytes": "\x0b" + huge,
+		"data segment bytes": "\x05\x03\x01\x00\x01" + // one memory
+			"\x0b\x0a\x01\x00\x41\x00\x0b" + huge,
+		"locals": "\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00" +
+			"\x0a\x0a\x01\x08\x01" + huge + "\x7f\x0b",
+		"a custom section's bytes": "\x00" + huge,
+		// found by FuzzInstrument: wazero indexes the type section with the type index of a
+		// called function it has not checked, and panics
+		"type index": string(wazePanic[8:]),
+		"table":      "\x04\x07\x01\x70\x00\x80\x80\x80\x40", // 2^27 entries, a gigabyte per instance
+	}
+	want := map[string]string{
+		"a section's bytes": "declares 2147483647 bytes, 0 remain", "a custom section's bytes": "declares 2147483647 bytes",
+		"locals": "more than 50000 locals", "data segment bytes": "data segment bytes: 2147483647 declared, 0 bytes remain",
+		"type index": "type index 48, with 4 types",
+		"table":      "a table of 134217728 entries (the limit is 1048576)",
+	}
+	for name := range cases {
+		if want[name] == "" {
+			want[name] = name + ": 2147483647 declared"
+		}
+	}
+	dir := t.TempDir()
+	h := newHost(t, Options{})
+	for name, body := range cases {
+		f := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".wasm")
+		if err := os.WriteFile(f, []byte(header+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.Transform(context.Background(), endpoint("bad", f, nil), meta, []byte("{}"))
+		if err == nil || !strings.Contains(err.Error(), "is malformed") || !strings.Contains(err.Error(), want[name]) {
+			t.Errorf("%s: got %v, want it malformed: %s", name, err, want[name])
+		}
+	}
+}
+
+// A table declared without a maximum gets the host's: growing past it fails as at any table's
+// maximum, instead of allocating without end.
+func TestTablesAreCapped(t *testing.T) {
+	h := newHost(t, Options{})
+	if _, err := h.Transform(context.Background(), endpoint("tablegrow", mod("tablegrow"), nil), meta, []byte("{}")); err != nil {
+		t.Fatalf("the grow past the cap succeeded or failed oddly: %v", err)
 	}
 }

@@ -248,8 +248,8 @@ func (p *parser) object(depth int) (Object, error) {
 	return Object{t: t, members: t.arena[start:len(t.arena):len(t.arena)]}, nil
 }
 
-// value skips one value that is not a string read by object (p.i at its start), checking its
-// structure.
+// value skips one value (p.i at its start), checking its structure: the numbers, literals and
+// arrays of an object's members, and whatever is inside arrays.
 func (p *parser) value(depth int) error {
 	b, i := p.b, p.i
 	if depth > maxDepth || i >= len(b) {
