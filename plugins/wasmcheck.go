@@ -166,18 +166,8 @@ func (mc *moduleCheck) section(id byte, p []byte) error {
 		for n := c.count("functions"); n > 0 && c.err == nil; n-- {
 			mc.typeIndex(c)
 		}
-	case 4: // table
-		for n := c.count("tables"); n > 0 && c.err == nil; n-- {
-			withInit := c.i < len(p) && p[c.i] == 0x40
-			if withInit {
-				c.bytes(2)
-			}
-			c.valType()
-			c.limits()
-			if withInit {
-				c.expr()
-			}
-		}
+	case 4: // table: capTables reads it
+		return nil
 	case 5: // memory
 		for n := c.count("memories"); n > 0 && c.err == nil; n-- {
 			c.limits()
@@ -248,14 +238,18 @@ func (mc *moduleCheck) section(id byte, p []byte) error {
 			c.u32()
 		}
 	}
-	if c.err != nil {
-		if errors.Is(c.err, errNotInstrumentable) {
-			return errUnreadable
-		}
+	return c.done()
+}
+
+// done is the walk's verdict on what it read: its first error, or bytes left over.
+func (c *checker) done() error {
+	switch {
+	case c.err != nil && errors.Is(c.err, errNotInstrumentable):
+		return errUnreadable
+	case c.err != nil:
 		return c.err
-	}
-	if c.more() {
-		return fmt.Errorf("%d bytes after its last entry", len(p)-c.i)
+	case c.more():
+		return fmt.Errorf("%d bytes after its last entry", len(c.b)-c.i)
 	}
 	return nil
 }
@@ -272,10 +266,10 @@ func checkLocals(body []byte) error {
 			return fmt.Errorf("a function declares more than %d locals", maxLocals)
 		}
 	}
-	if c.err != nil && errors.Is(c.err, errNotInstrumentable) {
-		return errUnreadable
+	if c.err == nil {
+		c.i = len(c.b) // the instructions are wazero's to check
 	}
-	return c.err
+	return c.done()
 }
 
 // capTables rewrites the table section so that every table's maximum is at most maxTable
@@ -312,8 +306,8 @@ func capTables(p []byte) ([]byte, error) {
 			out = append(out, p[start:c.i]...)
 		}
 	}
-	if c.err != nil {
-		return nil, errUnreadable
+	if err := c.done(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
