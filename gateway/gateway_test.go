@@ -597,3 +597,45 @@ func FuzzCallbackForms(f *testing.F) {
 		}
 	})
 }
+
+// Paths under /twilio/ that are not routes get a 404 and are counted as "other": a path that is
+// not UTF-8 once panicked the metrics registry and took the process down (FuzzCallbackForms),
+// and every distinct path would have been a new series.
+func TestUnknownTwilioPathsAreCountedAsOther(t *testing.T) {
+	e := start(t)
+	raw := func(path string) string {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\nConnection: close\r\n\r\nCallSid=1", path)
+		b, _ := io.ReadAll(c)
+		line, _, _ := strings.Cut(string(b), "\r\n")
+		return line
+	}
+	for i := 0; i < 20; i++ {
+		if line := raw(fmt.Sprintf("/twilio/s\xf1\xf1tatus%d", i)); !strings.Contains(line, " 404 ") {
+			t.Fatalf("got %q", line)
+		}
+	}
+	e.call("+18005551234", "+14155550111", "answered") // the process is still there
+	req, _ := http.NewRequest("GET", e.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var routes []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "ringgate_twilio_callbacks_total{") {
+			routes = append(routes, l)
+		}
+	}
+	joined := strings.Join(routes, "\n")
+	if !strings.Contains(joined, `route="other"`) || !strings.Contains(joined, `route="voice"`) || strings.Contains(joined, "tatus0") {
+		t.Fatalf("callback series:\n%s\n(metrics: %.300s)", joined, b)
+	}
+}

@@ -54,16 +54,35 @@ var Routes = []string{"/twilio/voice", "/twilio/dial", "/twilio/status", "/twili
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	route := string(ctx.Path())
-	result := h.serve(ctx, route)
+	name, known := routeName(route)
+	result := "not_found"
+	if known {
+		result = h.serve(ctx, route)
+	} else {
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+	}
 	took := time.Since(start)
 	if h.opt.Observer != nil {
-		h.opt.Observer.Callback(strings.TrimPrefix(route, "/twilio/"), result, took)
+		h.opt.Observer.Callback(name, result, took)
 	}
 	if h.opt.Logger.Enabled(context.Background(), slog.LevelInfo) {
 		sid := string(ctx.PostArgs().Peek("CallSid"))
 		h.opt.Logger.Info("twilio callback", "trace", sid, "route", route, "result", result,
 			"status", ctx.Response.StatusCode(), "duration", took)
 	}
+}
+
+// routeName is a route's name for metrics: one of Routes without "/twilio/", or "other" for
+// any other path. Never the path itself, which anyone may send: a label that is not UTF-8
+// panics the metrics registry (the whole process with it), and each new path would be a new
+// series.
+func routeName(path string) (name string, known bool) {
+	for _, r := range Routes {
+		if path == r {
+			return r[len("/twilio/"):], true
+		}
+	}
+	return "other", false
 }
 
 func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
