@@ -21,6 +21,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/gateway/httpx"
 	"github.com/ringgate/ringgate/gateway/ingress"
 	"github.com/ringgate/ringgate/gateway/metrics"
 	"github.com/ringgate/ringgate/gateway/sessions"
@@ -198,7 +199,7 @@ func (g *Gateway) Start() error {
 func newServer(name string, h fasthttp.RequestHandler, log *slog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
 		Name:               name,
-		Handler:            h,
+		Handler:            httpx.Recover(h, log),
 		ReadTimeout:        10 * time.Second,
 		WriteTimeout:       10 * time.Second,
 		IdleTimeout:        60 * time.Second,

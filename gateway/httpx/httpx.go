@@ -1,12 +1,30 @@
 // Package httpx holds the small HTTP helpers both listeners share: the JSON error shape
-// {"error": {"code", "message"}} and JSON responses.
+// {"error": {"code", "message"}}, JSON responses, and recovering a handler's panic.
 package httpx
 
 import (
 	"encoding/json"
+	"log/slog"
+	"runtime/debug"
 
 	"github.com/valyala/fasthttp"
 )
+
+// Recover runs h and turns a panic in it into a 500 and a logged error with the stack: fasthttp
+// does not recover a handler's panic, so one request could otherwise end the process.
+func Recover(h fasthttp.RequestHandler, log *slog.Logger) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("request handler panicked", "method", string(ctx.Method()), "path", string(ctx.Path()),
+					"panic", p, "stack", string(debug.Stack()))
+				ctx.ResetBody()
+				Error(ctx, fasthttp.StatusInternalServerError, "internal", "the request could not be handled")
+			}
+		}()
+		h(ctx)
+	}
+}
 
 type errorBody struct {
 	Error struct {
