@@ -540,6 +540,20 @@ func TestBadCallbacksAreRefusedAndChangeNothing(t *testing.T) {
 	if code, _ := e.post("/twilio/status", url.Values{"CallSid": {"CAx"}, "CallStatus": {"exploded"}}); code != 400 {
 		t.Errorf("unknown status: %d", code)
 	}
+	if code, _ := e.post("/twilio/dial", url.Values{"CallSid": {"CAx"}, "DialCallStatus": {"0000"}}); code != 400 {
+		t.Errorf("unknown dial status: %d", code)
+	}
+	// A SID that is not letters and digits is refused: one that is not UTF-8 was stored changed
+	// by the call log's JSON, so every later callback of that call conflicted and got a 503
+	// (FuzzCallbackForms).
+	for _, sid := range []string{"CA\xa1", "CA 1", "CA/1", strings.Repeat("C", 65)} {
+		if code, _ := e.post("/twilio/voice", url.Values{"CallSid": {sid}, "From": {"+14155550000"}, "To": {"+18005551234"}}); code != 400 {
+			t.Errorf("CallSid %q: %d", sid, code)
+		}
+	}
+	if code, _ := e.post("/twilio/recording", url.Values{"CallSid": {"CAx"}, "RecordingSid": {"RE\xa1"}}); code != 400 {
+		t.Errorf("RecordingSid not UTF-8: %d", code)
+	}
 	// GET is not a callback.
 	resp, _ := http.Get(e.base + "/twilio/voice")
 	if resp.StatusCode != 405 {

@@ -320,6 +320,9 @@ func (s *Service) DialEnded(ctx context.Context, f Form) (Decision, error) {
 	if sid == "" || status == "" {
 		return Decision{}, fmt.Errorf("%w: CallSid and DialCallStatus are required", ErrBadRequest)
 	}
+	if !missed(status) && status != "completed" && status != "answered" {
+		return Decision{}, fmt.Errorf("%w: unknown DialCallStatus %q", ErrBadRequest, status)
+	}
 	c, err := s.update(ctx, sid, nil, func(c *store.CallLog) ([]*events.Event, bool, error) {
 		if c.Outcome != "" {
 			return nil, false, nil

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -72,6 +73,24 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// sidFields name Twilio resources: the call log keys and remembers them. Twilio's SIDs are two
+// letters and 32 hex digits; one with other bytes is refused, invalid UTF-8 above all, which a
+// call log stored as JSON would not give back as sent.
+var sidFields = []string{"CallSid", "RecordingSid", "TranscriptionSid", "DialCallSid", "ParentCallSid"}
+
+func checkSIDs(form url.Values) error {
+	for _, k := range sidFields {
+		for _, v := range form[k] {
+			if len(v) > 64 || strings.IndexFunc(v, func(r rune) bool {
+				return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+			}) >= 0 {
+				return fmt.Errorf("%s must be letters and digits (at most 64)", k)
+			}
+		}
+	}
+	return nil
+}
+
 // routeName is a route's name for metrics: one of Routes without "/twilio/", or "other" for
 // any other path. Never the path itself, which anyone may send: a label that is not UTF-8
 // panics the metrics registry (the whole process with it), and each new path would be a new
@@ -127,6 +146,11 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 	}
 	if sig == "" || !Valid(cfg.Twilio.AuthToken, signed, form, sig) {
 		return h.forbidden(ctx, route, sig)
+	}
+	if err := checkSIDs(form); err != nil {
+		h.opt.Logger.Warn("twilio callback refused", "route", route, "err", err)
+		ctx.Error(err.Error()+"\n", fasthttp.StatusBadRequest)
+		return "bad_request"
 	}
 	f := calls.Form(form)
 	c := h.opt.Calls

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -234,4 +235,43 @@ func TestScript(t *testing.T) {
 	if again.Response.StatusCode() != 304 {
 		t.Fatalf("conditional GET: %d", again.Response.StatusCode())
 	}
+}
+
+// FuzzSessionRequests: whatever a website (or anyone) posts gets a 2xx or a 4xx with the JSON
+// error shape, never a panic or a 5xx; a session answered is one the store holds.
+func FuzzSessionRequests(f *testing.F) {
+	for _, b := range []string{`{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`, `{"session_id": "x", "workspace_id": 1}`,
+		`{"attribution": {"gclid": "\u0000\ud800"}}`, `{"attribution": null}`, `[]`, `{"workspace_id": 1e400}`} {
+		f.Add("w=1", "https://example.com", b)
+	}
+	f.Add("w=1&w=2", "https://example.com", `{}`)
+	f.Add("w=-1", "null", `{}`)
+	s, st := newService(f, testConfig(f, 3), clock.Real{})
+	f.Fuzz(func(t *testing.T, query, origin, body string) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/sessions?" + query)
+		ctx.Request.Header.Set("Origin", origin)
+		ctx.Request.SetBodyString(body)
+		if !s.Handler(&ctx) {
+			t.Fatal("not handled")
+		}
+		code, resp := ctx.Response.StatusCode(), ctx.Response.Body()
+		switch {
+		case code >= 500:
+			t.Fatalf("%q %q %q: %d %s", query, origin, body, code, resp)
+		case code >= 400 && !strings.Contains(string(resp), `"error":{"code":`):
+			t.Fatalf("%q %q %q: %d without the error shape: %s", query, origin, body, code, resp)
+		case code == 200:
+			var r struct {
+				SessionID string `json:"session_id"`
+			}
+			if err := json.Unmarshal(resp, &r); err != nil || r.SessionID == "" {
+				t.Fatalf("200 with %s", resp)
+			}
+			if _, err := st.Session(context.Background(), r.SessionID); err != nil {
+				t.Fatalf("session %s answered but not stored: %v", r.SessionID, err)
+			}
+		}
+	})
 }
