@@ -193,7 +193,7 @@ func describe(err error, timeout time.Duration) error {
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+		return time.Duration(min(s, 1<<31)) * time.Second // more than any cap; no overflow
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -698,3 +698,22 @@ func TestReloadResizesRunningLanes(t *testing.T) {
 	open.Do(func() { close(gate) })
 	eventually(t, "every delivery", func() bool { return slow.count() >= 40 })
 }
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"120":                           2 * time.Minute,
+		" 5 ":                           5 * time.Second,
+		"0":                             0,
+		"-3":                            0,
+		"soon":                          0,
+		"Thu, 15 Jan 2026 12:01:00 GMT": time.Minute,
+		"Thu, 15 Jan 2026 11:59:00 GMT": 0,
+		"20000000000":                   (1 << 31) * time.Second, // would overflow a Duration
+		"9223372036854775807":           (1 << 31) * time.Second,
+	} {
+		if got := parseRetryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q: %s, want %s", v, got, want)
+		}
+	}
+}
