@@ -128,9 +128,14 @@ func outputWrite(ctx context.Context, m api.Module, stack []uint64) {
 // header_set(name_ptr, name_len, value_ptr, value_len) -> i32: 0 ok, -1 refused.
 func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 	c := current(ctx)
+	// lengths first: a guest must not make the host copy megabytes to refuse them
+	if api.DecodeU32(stack[1]) > 128 || api.DecodeU32(stack[3]) > 8<<10 || len(c.headers) >= 64 {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
 	name := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
 	value := string(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
-	if len(name) > 128 || !config.ValidHeaderName(name) || config.ReservedHeader(name) || len(value) > 8<<10 || strings.ContainsAny(value, "\r\n\x00") || len(c.headers) >= 64 {
+	if !config.ValidHeaderName(name) || config.ReservedHeader(name) || strings.ContainsAny(value, "\r\n\x00") {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
@@ -145,9 +150,16 @@ func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 	stack[0] = 0
 }
 
+// maxKey bounds the keys config_get and meta_get look up (config keys are YAML keys).
+const maxKey = 256
+
 // lookup answers config_get and meta_get: copies the value when it fits in buf_limit and
 // returns its length, -1 when absent.
 func lookup(m api.Module, stack []uint64, get func(string) (string, bool)) {
+	if api.DecodeU32(stack[1]) > maxKey {
+		stack[0] = api.EncodeI32(-1) // no key is that long
+		return
+	}
 	key := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
 	v, ok := get(key)
 	if !ok {

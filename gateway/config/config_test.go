@@ -238,3 +238,14 @@ func TestValidHeaderName(t *testing.T) {
 		}
 	}
 }
+
+// Transform config keys are what config_get reads, 1 to 256 bytes.
+func TestTransformConfigKeys(t *testing.T) {
+	src := strings.Replace(base, "events: [call.completed, call.missed]",
+		"events: [call.completed]\n        transform: {module: config_test.go, config: {\"\": x, "+strings.Repeat("k", 257)+": y, tag: PPC}}", 1)
+	_, err := Parse([]byte(src), "x.yaml", noEnv)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 || !strings.Contains(es.Error(), `transform.config: key "": keys are 1 to 256 bytes`) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -434,6 +434,11 @@ func (v *validator) workspaces() {
 				if t.MemoryLimit < 64<<10 || t.MemoryLimit > 4<<30 {
 					v.at(ep+".transform.memory_limit", "must be between 64KiB and 4GiB")
 				}
+				for k := range t.Config {
+					if k == "" || len(k) > 256 {
+						v.at(ep+".transform.config", "key %.40q: keys are 1 to 256 bytes (what config_get reads)", k)
+					}
+				}
 			}
 		}
 	}
