@@ -20,6 +20,16 @@ import (
 // collection. Modules with instructions the rewriter does not know (tail calls among them,
 // which loop without a loop header) keep wazero's check.
 
+// MaxCallDepth bounds how deep a guest's calls nest. wazero lets a guest's stack grow to 400 MB
+// before it traps with a stack overflow, outside the guest's memory limit: a guest recursing
+// without end took the process's memory up by 300 MB. Past this depth the guest traps, and
+// DepthExport tells the host why.
+const MaxCallDepth = 100000
+
+// DepthExport is the name an instrumented module exports its call depth under (a mutable
+// i32 global).
+const DepthExport = "__ringgate_call_depth"
+
 // yieldEvery is how many loop iterations run between two deadline checks (well under a
 // millisecond of guest work).
 const yieldEvery = 4096
@@ -47,7 +57,8 @@ func instrument(mod []byte) ([]byte, error) {
 		}
 		secs = append(secs, section{id, p})
 	}
-	var types [][2][]byte // params, results
+	var types [][2][]byte  // params, results
+	var funcTypes []uint32 // type index of each defined function
 	yield := -1
 	importedGlobals, definedGlobals, funcImports := 0, 0, 0
 	for _, s := range secs {
@@ -89,6 +100,18 @@ func instrument(mod []byte) ([]byte, error) {
 					return nil, errNotInstrumentable
 				}
 			}
+		case 3: // function
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				funcTypes = append(funcTypes, r.u32())
+			}
+		case 7: // export: the name the depth global is exported under must be free
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				if string(r.bytes(int(r.u32()))) == DepthExport {
+					return nil, errNotInstrumentable
+				}
+				r.byte()
+				r.u32()
+			}
 		case 4: // table: one with an initializer expression could hold a ref.func
 			for n := r.u32(); n > 0 && r.err == nil; n-- {
 				if r.byte() == 0x40 {
@@ -124,6 +147,14 @@ func instrument(mod []byte) ([]byte, error) {
 		}
 	}
 	counter := uint32(importedGlobals + definedGlobals)
+	depth := counter + 1
+	params := make([]uint32, len(funcTypes))
+	for i, ti := range funcTypes {
+		if int(ti) >= len(types) {
+			return nil, errNotInstrumentable
+		}
+		params[i] = uint32(len(types[ti][0]))
+	}
 
 	out := bytes.NewBuffer(make([]byte, 0, len(mod)+len(mod)/8))
 	out.Write(mod[:8])
@@ -174,7 +205,7 @@ func instrument(mod []byte) ([]byte, error) {
 	}
 	putGlobal := func(old []byte) error {
 		wrote[6] = true
-		g := binary.AppendUvarint(nil, uint64(definedGlobals+1))
+		g := binary.AppendUvarint(nil, uint64(definedGlobals+2))
 		if old != nil {
 			r := reader{b: old}
 			for n := r.u32(); n > 0 && r.err == nil; n-- {
@@ -193,9 +224,30 @@ func instrument(mod []byte) ([]byte, error) {
 				return errNotInstrumentable
 			}
 		}
-		g = append(g, 0x7F, 0x01, 0x41)             // mutable i32 = i32.const yieldEvery
+		g = append(g, 0x7F, 0x01, 0x41)             // counter: mutable i32 = i32.const yieldEvery
 		g = append(appendSLEB(g, yieldEvery), 0x0B) // end
+		g = append(g, 0x7F, 0x01, 0x41, 0x00, 0x0B) // depth: mutable i32 = i32.const 0
 		put(6, g)
+		return nil
+	}
+	// The depth global is exported, so the host can set it to 0 before a call and read it
+	// after a trap.
+	putExport := func(old []byte) error {
+		wrote[7] = true
+		n := uint32(0)
+		var rest []byte
+		if old != nil {
+			p, err := remapSection(7, old, remap)
+			if err != nil {
+				return err
+			}
+			r := reader{b: p}
+			n = r.u32()
+			rest = p[r.i:]
+		}
+		p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
+		p = appendName(p, DepthExport)
+		put(7, binary.AppendUvarint(append(p, 0x03), uint64(depth)))
 		return nil
 	}
 	// Sections sort by this order.
@@ -211,7 +263,12 @@ func instrument(mod []byte) ([]byte, error) {
 			putImport(nil)
 		}
 		if !wrote[6] && order[id] > order[6] {
-			return putGlobal(nil)
+			if err := putGlobal(nil); err != nil {
+				return err
+			}
+		}
+		if !wrote[7] && order[id] > order[7] {
+			return putExport(nil)
 		}
 		return nil
 	}
@@ -232,14 +289,16 @@ func instrument(mod []byte) ([]byte, error) {
 			putImport(s.payload)
 		case 6:
 			err = putGlobal(s.payload)
-		case 7, 8, 9:
+		case 7:
+			err = putExport(s.payload)
+		case 8, 9:
 			var p []byte
 			if p, err = remapSection(s.id, s.payload, remap); err == nil {
 				put(s.id, p)
 			}
 		case 10:
 			var code []byte
-			if code, err = rewriteCode(s.payload, countdown(counter, uint32(yield)), remap); err == nil {
+			if code, err = rewriteCode(s.payload, countdown(counter, uint32(yield)), remap, params, depth); err == nil {
 				put(10, code)
 			}
 		default:
@@ -374,20 +433,23 @@ func countdown(counter, yield uint32) []byte {
 	return b
 }
 
-// rewriteCode inserts the countdown after every loop instruction of every function body.
-func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32) ([]byte, error) {
+// rewriteCode instruments every function body of the code section.
+func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32, params []uint32, depth uint32) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
-	out := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/8), uint64(n))
+	if int(n) != len(params) {
+		return nil, errNotInstrumentable
+	}
+	out := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/4), uint64(n))
 	var body []byte
-	for ; n > 0; n-- {
+	for i := range params {
 		size := r.u32()
 		fn := r.bytes(int(size))
 		if r.err != nil {
 			return nil, errNotInstrumentable
 		}
 		var err error
-		if body, err = rewriteBody(body[:0], fn, snippet, remap); err != nil {
+		if body, err = rewriteBody(body[:0], fn, snippet, remap, params[i], depth); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -399,23 +461,81 @@ func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32) ([]byte, e
 	return out, nil
 }
 
-func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32) ([]byte, error) {
+// rewriteBody instruments one function body: the countdown after every loop instruction, and
+// the call depth. The function's depth goes in a new local at entry (the caller's plus one,
+// trapping past MaxCallDepth) and back into the depth global after each call it makes, so no
+// way out of a function needs its own code.
+func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32, params, depth uint32) ([]byte, error) {
 	r := reader{b: fn}
-	for n := r.u32(); n > 0 && r.err == nil; n-- { // locals: count and type
-		r.u32()
+	groups := r.u32()
+	decls := r.i
+	locals := uint64(params)
+	for n := groups; n > 0 && r.err == nil; n-- { // locals: count and type
+		locals += uint64(r.u32())
 		if t := r.byte(); t == 0x63 || t == 0x64 {
 			return nil, errNotInstrumentable // typed references
 		}
 	}
-	if r.err != nil {
+	if r.err != nil || locals >= 1<<20 {
 		return nil, errNotInstrumentable
 	}
-	out = append(out, fn[:r.i]...)
+	code := r.i
+	calls, err := makesCalls(fn[code:])
+	if err != nil {
+		return nil, err
+	}
+	if !calls {
+		// A function that calls nothing cannot nest deeper: its depth is not tracked, which
+		// spares the hot leaf loops the work.
+		out = append(out, fn[:code]...)
+		return rewriteInstructions(out, fn, code, snippet, remap, nil)
+	}
+	l := binary.AppendUvarint(nil, locals) // the new local's index
+	d := binary.AppendUvarint(nil, uint64(depth))
+	out = binary.AppendUvarint(out, uint64(groups)+1)
+	out = append(out, fn[decls:r.i]...)
+	out = append(out, 0x01, 0x7F) // one i32
+	// l = depth + 1; depth = l; if (l > MaxCallDepth) unreachable
+	out = append(append(out, 0x23), d...)
+	out = append(append(out, 0x41, 0x01, 0x6A, 0x22), l...)
+	out = append(append(out, 0x24), d...)
+	out = append(append(out, 0x20), l...)
+	out = appendSLEB(append(out, 0x41), MaxCallDepth)
+	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B)
+	restore := append(append(append([]byte{0x20}, l...), 0x24), d...) // depth = l
+	return rewriteInstructions(out, fn, code, snippet, remap, restore)
+}
+
+// makesCalls reports whether a function's code has a call or call_indirect.
+func makesCalls(code []byte) (bool, error) {
+	r := reader{b: code}
+	for r.more() {
+		op := r.byte()
+		if op == 0x10 || op == 0x11 {
+			return true, nil
+		}
+		if err := r.immediates(op); err != nil {
+			return false, err
+		}
+	}
+	if r.err != nil {
+		return false, errNotInstrumentable
+	}
+	return false, nil
+}
+
+// rewriteInstructions copies the instructions of fn from i on: the countdown after each loop,
+// function indices remapped, and restore (if any) after each call.
+func rewriteInstructions(out, fn []byte, i int, snippet []byte, remap func(uint32) uint32, restore []byte) ([]byte, error) {
+	r := reader{b: fn, i: i}
 	for r.more() {
 		start := r.i
 		op := r.byte()
 		if op == 0x10 || op == 0xD2 { // call, ref.func: a function index
 			out = binary.AppendUvarint(append(out, op), uint64(remap(r.u32())))
+			if op == 0x10 {
+				out = append(out, restore...)
+			}
 			continue
 		}
 		if err := r.immediates(op); err != nil {
@@ -425,8 +545,11 @@ func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32) ([]byte, er
 			return nil, errNotInstrumentable
 		}
 		out = append(out, fn[start:r.i]...)
-		if op == 0x03 {
+		switch op {
+		case 0x03:
 			out = append(out, snippet...)
+		case 0x11: // call_indirect
+			out = append(out, restore...)
 		}
 	}
 	return out, r.err

@@ -56,6 +56,7 @@ type instance struct {
 	fn    api.Function
 	stack []uint64
 	env   *guestEnv
+	depth api.MutableGlobal // the call depth of an instrumented module (nil: none)
 }
 
 func (i *instance) close() { i.m.Close(context.Background()) }
@@ -152,7 +153,8 @@ func (p *pool) instantiate() (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instantiate %s: %w", p.mod.path, err)
 	}
-	return &instance{m: m, fn: m.ExportedFunction("transform"), stack: make([]uint64, 1), env: env}, nil
+	depth, _ := m.ExportedGlobal(DepthExport).(api.MutableGlobal)
+	return &instance{m: m, fn: m.ExportedFunction("transform"), stack: make([]uint64, 1), env: env, depth: depth}, nil
 }
 
 func (p *pool) put(inst *instance) {
@@ -180,10 +182,16 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 		return 0, err
 	}
 	inst.env.reset(c)
+	if inst.depth != nil {
+		inst.depth.Set(0) // a trapped call may have left it anywhere
+	}
 	inst.stack[0] = api.EncodeI32(int32(len(c.input)))
 	err = inst.fn.CallWithStack(ctx, inst.stack)
 	inst.env.cur = nil
 	if err != nil {
+		if inst.depth != nil && c.breach == "" && api.DecodeU32(inst.depth.Get()) > MaxCallDepth {
+			c.breach = fmt.Sprintf("nested its calls deeper than %d and trapped", MaxCallDepth)
+		}
 		if mem := inst.m.Memory(); mem != nil && c.breach == "" && mem.Size() >= p.pages*65536 {
 			c.breach = fmt.Sprintf("reached its memory limit of %d MiB and trapped: %v", p.pages/16, trim(err))
 		}
