@@ -83,17 +83,8 @@ func TestJetStreamWithCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: filepath.Join(dir, "js"), NoSigs: true, TrustedOperators: []*jwt.OperatorClaims{oc},
+	srv := startNATS(t, server.Options{StoreDir: filepath.Join(dir, "js"), TrustedOperators: []*jwt.OperatorClaims{oc},
 		SystemAccount: sys.pub, AccountResolver: resolver})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
 	recv := newReceiver(t)
 	cfgFor := func(creds string) string {
 		return fmt.Sprintf(`

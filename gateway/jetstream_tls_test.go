@@ -50,11 +50,12 @@ func testCA(t *testing.T, dir string) (caFile string, serverTLS *tls.Config) {
 }
 
 // A gateway reaches an external NATS server over TLS, trusting the CA of storage.jetstream.tls.
-func TestJetStreamOverTLS(t *testing.T) {
-	dir := t.TempDir()
-	caFile, srvTLS := testCA(t, dir)
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: filepath.Join(dir, "js"), NoSigs: true, TLS: true, TLSConfig: srvTLS, TLSTimeout: 2})
+// startNATS starts a JetStream-enabled NATS server on a loopback port with o's other options,
+// stopped when the test ends, and waits until it takes connections.
+func startNATS(t *testing.T, o server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.Port, o.JetStream, o.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
+	srv, err := server.NewServer(&o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +64,13 @@ func TestJetStreamOverTLS(t *testing.T) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("NATS not ready")
 	}
+	return srv
+}
+
+func TestJetStreamOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, srvTLS := testCA(t, dir)
+	srv := startNATS(t, server.Options{StoreDir: filepath.Join(dir, "js"), TLS: true, TLSConfig: srvTLS, TLSTimeout: 2})
 	recv := newReceiver(t)
 	y := fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}

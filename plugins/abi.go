@@ -150,14 +150,11 @@ func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 	stack[0] = 0
 }
 
-// maxKey bounds the keys config_get and meta_get look up (config keys are YAML keys).
-const maxKey = 256
-
 // lookup answers config_get and meta_get: copies the value when it fits in buf_limit and
 // returns its length, -1 when absent.
 func lookup(m api.Module, stack []uint64, get func(string) (string, bool)) {
-	if api.DecodeU32(stack[1]) > maxKey {
-		stack[0] = api.EncodeI32(-1) // no key is that long
+	if api.DecodeU32(stack[1]) > config.MaxTransformKey {
+		stack[0] = api.EncodeI32(-1) // no key is that long (meta keys are shorter still)
 		return
 	}
 	key := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))

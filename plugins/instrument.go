@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Deadline enforcement by counting.
@@ -38,7 +37,8 @@ var errNotInstrumentable = errors.New("module not instrumentable")
 
 // instrument returns the module rewritten to count loop iterations, or errNotInstrumentable.
 // A module that does not import sched_yield (WAT, AssemblyScript, Rust) gets the import added at
-// the end of its imports, and its functions' indices move up by one wherever they appear.
+// the end of its imports, and its functions' indices move up by one wherever they appear. mod
+// has been through checkModule, so it has no custom sections (names among them) left to fix.
 func instrument(mod []byte) ([]byte, error) {
 	if len(mod) < 8 || string(mod[:4]) != "\x00asm" || binary.LittleEndian.Uint32(mod[4:8]) != 1 {
 		return nil, errNotInstrumentable
@@ -278,11 +278,6 @@ func instrument(mod []byte) ([]byte, error) {
 		}
 		var err error
 		switch s.id {
-		case 0:
-			if name := customName(s.payload); inject && (name == "name" || strings.HasPrefix(name, "metadata.code.")) {
-				continue // their function indices are stale; they only serve stack traces and hints
-			}
-			put(0, s.payload)
 		case 1:
 			putType(s.payload)
 		case 2:
@@ -318,13 +313,6 @@ func isYieldType(t [2][]byte) bool { return len(t[0]) == 0 && bytes.Equal(t[1], 
 
 func appendName(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-// customName is a custom section's name.
-func customName(p []byte) string {
-	r := reader{b: p}
-	n := r.bytes(int(r.u32()))
-	return string(n)
 }
 
 // rewriteExpr copies a constant expression from r (up to and including its end), with the

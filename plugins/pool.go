@@ -23,7 +23,6 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // pool keeps reactor instances of one module version for one endpoint, one call at a time each.
 type pool struct {
-	r     wazero.Runtime
 	mod   *module
 	pages uint32 // the memory cap
 	free  chan *instance
@@ -34,7 +33,7 @@ type pool struct {
 }
 
 func newPool(m *module, size int, pages uint32) *pool {
-	return &pool{r: m.r, mod: m, free: make(chan *instance, size), size: int32(size), pages: pages}
+	return &pool{mod: m, free: make(chan *instance, size), size: int32(size), pages: pages}
 }
 
 // retire closes the idle instances; busy ones close when their call returns.
@@ -149,7 +148,7 @@ func (p *pool) instantiate() (*instance, error) {
 	defer cancel()
 	c := &call{}
 	env.reset(c)
-	m, err := p.r.InstantiateModule(context.WithValue(ctx, callKey{}, c), p.mod.compiled, cfg)
+	m, err := p.mod.r.InstantiateModule(context.WithValue(ctx, callKey{}, c), p.mod.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate %s: %w", p.mod.path, err)
 	}
@@ -229,7 +228,7 @@ func (p *pool) runCommand(ctx context.Context, c *call) (uint32, error) {
 	cfg := env.config(wazero.NewModuleConfig()).
 		WithStdin(bytes.NewReader(c.input)).WithStdout(out).WithStderr(&limited{&stderr, MaxError}).
 		WithArgs("transform")
-	m, err := p.r.InstantiateModule(ctx, p.mod.compiled, cfg)
+	m, err := p.mod.r.InstantiateModule(ctx, p.mod.compiled, cfg)
 	if m != nil {
 		m.Close(context.Background())
 	}

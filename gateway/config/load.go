@@ -155,6 +155,10 @@ func ReservedHeader(name string) bool {
 	return reservedHeaders[l] || strings.HasPrefix(l, "webhook-")
 }
 
+// MaxTransformKey bounds the keys of transform.config: a guest looks them up with config_get,
+// which refuses longer keys without reading them.
+const MaxTransformKey = 256
+
 // ValidHeaderName reports whether name is an HTTP header field name (a token, RFC 9110). It is
 // called for every header a transform sets, so it is a loop rather than a regular expression.
 func ValidHeaderName(name string) bool {
@@ -435,8 +439,8 @@ func (v *validator) workspaces() {
 					v.at(ep+".transform.memory_limit", "must be between 64KiB and 4GiB")
 				}
 				for k := range t.Config {
-					if k == "" || len(k) > 256 {
-						v.at(ep+".transform.config", "key %.40q: keys are 1 to 256 bytes (what config_get reads)", k)
+					if k == "" || len(k) > MaxTransformKey {
+						v.at(ep+".transform.config", "key %.40q: keys are 1 to %d bytes (what config_get reads)", k, MaxTransformKey)
 					}
 				}
 			}

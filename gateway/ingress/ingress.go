@@ -84,7 +84,7 @@ func checkSIDs(form url.Values) error {
 			if len(v) > 64 || strings.IndexFunc(v, func(r rune) bool {
 				return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
 			}) >= 0 {
-				return fmt.Errorf("%s must be letters and digits (at most 64)", k)
+				return fmt.Errorf("%w: %s must be letters and digits (at most 64)", calls.ErrBadRequest, k)
 			}
 		}
 	}
@@ -148,9 +148,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 		return h.forbidden(ctx, route, sig)
 	}
 	if err := checkSIDs(form); err != nil {
-		h.opt.Logger.Warn("twilio callback refused", "route", route, "err", err)
-		ctx.Error(err.Error()+"\n", fasthttp.StatusBadRequest)
-		return "bad_request"
+		return h.finish(ctx, route, err, nil)
 	}
 	f := calls.Form(form)
 	c := h.opt.Calls

@@ -30,16 +30,12 @@ func callerKey(ws int64, from string) string {
 }
 
 func (s *Store) getCall(ctx context.Context, sid string) (callValue, uint64, error) {
-	e, err := s.calls.Get(ctx, sid)
+	v, rev, err := getJSON[callValue](ctx, s.calls, sid, "call "+sid)
 	if err != nil {
-		return callValue{}, 0, notFound(err)
+		return callValue{}, 0, err
 	}
-	var v callValue
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		return v, 0, fmt.Errorf("call %s: %w", sid, err)
-	}
-	v.Call.Version = e.Revision()
-	return v, e.Revision(), nil
+	v.Call.Version = rev
+	return v, rev, nil
 }
 
 func (s *Store) Call(ctx context.Context, sid string) (store.CallLog, error) {
@@ -161,12 +157,7 @@ func (s *Store) PutSession(ctx context.Context, ss store.Session, grace time.Dur
 }
 
 func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
-	var ss store.Session
-	e, err := s.sessions.Get(ctx, id)
-	if err != nil {
-		return ss, notFound(err)
-	}
-	err = json.Unmarshal(e.Value(), &ss)
+	ss, _, err := getJSON[store.Session](ctx, s.sessions, id, "session "+id)
 	return ss, err
 }
 
@@ -195,18 +186,11 @@ func (s *Store) Sessions(ctx context.Context, fn func(store.Session) error) erro
 func holdsKey(number string) string { return "n" + strings.TrimPrefix(number, "+") }
 
 func (s *Store) Holds(ctx context.Context, number string) ([]store.Hold, uint64, error) {
-	e, err := s.holds.Get(ctx, holdsKey(number))
-	if err = notFound(err); errors.Is(err, store.ErrNotFound) {
+	hs, rev, err := getJSON[[]store.Hold](ctx, s.holds, holdsKey(number), "holds of "+number)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, 0, nil
 	}
-	if err != nil {
-		return nil, 0, err
-	}
-	var hs []store.Hold
-	if err := json.Unmarshal(e.Value(), &hs); err != nil {
-		return nil, 0, fmt.Errorf("holds of %s: %w", number, err)
-	}
-	return hs, e.Revision(), nil
+	return hs, rev, err
 }
 
 func (s *Store) SetHolds(ctx context.Context, number string, hs []store.Hold, expect uint64) (uint64, error) {

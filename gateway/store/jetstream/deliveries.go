@@ -422,15 +422,7 @@ func (l *lane) take(ctx context.Context, ms []jetstream.Msg) {
 }
 
 func (s *Store) getRecord(ctx context.Context, id string) (record, uint64, error) {
-	e, err := s.deliveries.Get(ctx, id)
-	if err != nil {
-		return record{}, 0, notFound(err)
-	}
-	var r record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return record{}, 0, fmt.Errorf("delivery %s: %w", id, err)
-	}
-	return r, e.Revision(), nil
+	return getJSON[record](ctx, s.deliveries, id, "delivery "+id)
 }
 
 // updateRecord applies fn to a delivery's record with compare-and-set, retrying on conflict.
@@ -729,30 +721,18 @@ func (s *Store) keys(ctx context.Context, kv jetstream.KeyValue, filter string) 
 }
 
 func (s *Store) Endpoint(ctx context.Context, id string) (store.EndpointState, error) {
-	e, err := s.endpoints.Get(ctx, token(id))
-	if err != nil {
-		return store.EndpointState{}, notFound(err)
-	}
-	var st store.EndpointState
-	err = json.Unmarshal(e.Value(), &st)
+	st, _, err := getJSON[store.EndpointState](ctx, s.endpoints, token(id), "endpoint "+id)
 	return st, err
 }
 
 func (s *Store) UpdateEndpoint(ctx context.Context, id string, fn func(*store.EndpointState) error) (store.EndpointState, error) {
 	for {
-		var st store.EndpointState
-		var rev uint64
-		e, err := s.endpoints.Get(ctx, token(id))
+		st, rev, err := getJSON[store.EndpointState](ctx, s.endpoints, token(id), "endpoint "+id)
 		switch {
-		case errors.Is(notFound(err), store.ErrNotFound):
-			st = store.EndpointState{ID: id, Enabled: true}
+		case errors.Is(err, store.ErrNotFound):
+			st, rev = store.EndpointState{ID: id, Enabled: true}, 0
 		case err != nil:
 			return st, err
-		default:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &st); err != nil {
-				return st, err
-			}
 		}
 		if err := fn(&st); err != nil {
 			return st, err

@@ -26,6 +26,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -416,6 +417,20 @@ func untoken(t string) string {
 }
 
 // notFound maps JetStream's missing key to store.ErrNotFound.
+// getJSON reads key from kv and decodes it, with its revision; a missing key is
+// store.ErrNotFound, and a value that does not decode is reported as what.
+func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string) (T, uint64, error) {
+	var v T
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return v, 0, notFound(err)
+	}
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return v, 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, e.Revision(), nil
+}
+
 func notFound(err error) error {
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return store.ErrNotFound
