@@ -69,10 +69,8 @@ func TestClusterOnJetStream(t *testing.T) {
 	t.Cleanup(func() { dead.Close() })
 
 	var poolYAML string
-	var pool []string
 	for i := range poolSize {
 		n := fmt.Sprintf("+1800555%04d", 7000+i)
-		pool = append(pool, n)
 		poolYAML += fmt.Sprintf("          - {id: %d, number: %q, pool: true}\n", 10+i, n)
 	}
 	yaml := func() string {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +28,6 @@ type pool struct {
 	n     atomic.Int32 // instances alive
 	size  int32
 	gone  atomic.Bool
-	mu    sync.Mutex
 }
 
 func newPool(m *module, size int, pages uint32) *pool {

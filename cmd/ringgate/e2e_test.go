@@ -286,7 +286,7 @@ func TestCheckCommand(t *testing.T) {
 	broken = strings.Replace(broken, "events: [call.started", "events: [call.begun", 1)
 	os.WriteFile(bad, []byte(broken), 0o644)
 	cmd := exec.Command(binary, "check", "--config", bad)
-	out, err = cmd.CombinedOutput()
+	out, _ = cmd.CombinedOutput() // exits 1: checked below
 	if cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
 	}
@@ -345,7 +345,7 @@ func TestAdminAPIAndReload(t *testing.T) {
 	id := body["delivery_id"].(string)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, body = n.api("GET", "/api/v1/deliveries/"+id, "")
+		_, body = n.api("GET", "/api/v1/deliveries/"+id, "")
 		if body["status"] == "success" || time.Now().After(deadline) {
 			break
 		}
@@ -501,13 +501,6 @@ func TestSimulateEveryOutcome(t *testing.T) {
 		if !strings.HasPrefix(sids[outcome], "CA") {
 			t.Fatalf("simulate %s printed %q", outcome, out)
 		}
-	}
-	type line struct {
-		Event, WebhookID                string
-		SignatureOK, WebhookSignatureOK bool `json:"-"`
-		Body                            struct {
-			Data map[string]any `json:"data"`
-		} `json:"body"`
 	}
 	total := 0
 	for _, evs := range want {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -8,7 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func (k kvFlags) Set(s string) error {
 // plugin is ringgate plugin run: the integrator's test harness for a transform.
 func plugin(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "run" {
-		fmt.Fprintln(stderr, "usage: ringgate plugin run --module FILE [--event NAME | --input FILE] [--config KEY=VALUE ...]")
+		fmt.Fprintln(stderr, "usage: ringgate plugin run --module FILE [--event NAME | --input FILE] [--config KEY=VALUE ...] [--repeat N]")
 		return 2
 	}
 	fs := flag.NewFlagSet("plugin run", flag.ContinueOnError)
@@ -44,6 +45,7 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 	input := fs.String("input", "", "run on this payload file instead of a sample")
 	timeout := fs.Duration("timeout", 100*time.Millisecond, "time for the call")
 	memory := fs.String("memory", "64MiB", "guest memory cap")
+	repeat := fs.Int("repeat", 0, "then call it N more times on the warm instance: prints the time per call, and fails when a result differs from the first")
 	cfg := kvFlags{}
 	fs.Var(cfg, "config", "a transform.config value, KEY=VALUE (repeatable)")
 	if fs.Parse(args[1:]) != nil {
@@ -70,10 +72,9 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 		}
 		body, _ = ev.Marshal()
 	}
-	var mem int64
-	fmt.Sscanf(strings.TrimSuffix(*memory, "MiB"), "%d", &mem)
-	if mem <= 0 {
-		fmt.Fprintln(stderr, "plugin run: --memory takes a size in MiB, like 64MiB")
+	mem, err := config.ParseByteSize(*memory)
+	if err != nil || mem <= 0 || *repeat < 0 {
+		fmt.Fprintln(stderr, "plugin run: --memory takes a size like 64MiB, --repeat a count")
 		return 2
 	}
 	cache, _ := os.UserCacheDir()
@@ -85,7 +86,7 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 	}
 	defer h.Close()
 	ep := &config.Endpoint{ID: "plugin-run", URL: "https://crm.example.com/hook", Transform: &config.Transform{
-		Module: *module, Config: cfg, Timeout: *timeout, MemoryLimit: config.ByteSize(mem << 20),
+		Module: *module, Config: cfg, Timeout: *timeout, MemoryLimit: config.ByteSize(mem),
 	}}
 	if err := h.Provision(context.Background(), &config.Config{Workspaces: []config.Workspace{{Endpoints: []config.Endpoint{*ep}}}}); err != nil {
 		fmt.Fprintln(stderr, "plugin run:", err)
@@ -102,7 +103,6 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "plugin run: %v (after %s)\n", err, took.Round(time.Microsecond))
 		return 1
 	}
-	sort.Slice(res.Headers, func(i, j int) bool { return res.Headers[i][0] < res.Headers[j][0] })
 	for _, hd := range res.Headers {
 		fmt.Fprintf(stderr, "header: %s: %s\n", hd[0], hd[1])
 	}
@@ -116,5 +116,40 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "result: deliver %d bytes in %s\n", len(res.Body), took.Round(time.Microsecond))
 		stdout.Write(append(res.Body, '\n'))
 	}
+	if *repeat == 0 {
+		return 0
+	}
+	// The first call paid for the instance; the next ones are what a delivery pays. Each must
+	// give the first's result: a transform that keeps state between calls, or reads something
+	// other than its input, config and metadata, gives different bodies to the same delivery's
+	// retries.
+	start = time.Now()
+	for i := 2; i <= *repeat+1; i++ {
+		again, err := h.Transform(context.Background(), ep, meta, body)
+		if err != nil {
+			fmt.Fprintf(stderr, "plugin run: call %d: %v\n", i, err)
+			return 1
+		}
+		if what := differs(res, again); what != "" {
+			fmt.Fprintf(stderr, "plugin run: call %d gave a different %s than call 1 for the same input: "+
+				"a transform must not keep state from one call to the next\n", i, what)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "repeat: %d more calls, %s per call, each with the result of the first\n",
+		*repeat, (time.Since(start) / time.Duration(*repeat)).Round(10*time.Nanosecond))
 	return 0
+}
+
+// differs names what two results of the same call do not share ("" when they are the same).
+func differs(a, b delivery.TransformResult) string {
+	switch {
+	case a.Drop != b.Drop:
+		return "decision to drop"
+	case (a.Body == nil) != (b.Body == nil) || !bytes.Equal(a.Body, b.Body):
+		return "body"
+	case !slices.Equal(a.Headers, b.Headers):
+		return "set of headers"
+	}
+	return ""
 }

@@ -198,7 +198,7 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetInt(int64(dur))
 	case v.Type() == byteSizeType:
-		b, err := parseByteSize(s)
+		b, err := ParseByteSize(s)
 		if err != nil {
 			d.fail(n, path, "%s: %v", display(path), err)
 			return
@@ -248,7 +248,8 @@ func parseDuration(s string) (time.Duration, error) {
 	return dur, nil
 }
 
-func parseByteSize(s string) (int64, error) {
+// ParseByteSize reads a size as config accepts it: 65536, 512KiB, 64MiB or 1GiB.
+func ParseByteSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
 		mult   int64

@@ -256,30 +256,6 @@ func TestDeliveryHeadersVerify(t *testing.T) {
 	}
 }
 
-// waitParked waits until the lane has taken in every attempt and parked on a timer.
-func (h *harness) waitAttempts(r *receiver, n int) {
-	h.t.Helper()
-	eventually(h.t, fmt.Sprintf("%d attempts", n), func() bool { return r.count() >= n })
-	eventually(h.t, "the lane to park", func() bool {
-		ds, _ := h.st.Deliveries(context.Background(), store.DeliveryFilter{})
-		for _, d := range ds {
-			if d.Attempts < n && !d.Status.Final() && d.Status != store.Retrying {
-				return false
-			}
-		}
-		return h.fake.Waiters() > 0 || allFinal(ds)
-	})
-}
-
-func allFinal(ds []store.Delivery) bool {
-	for _, d := range ds {
-		if !d.Status.Final() {
-			return false
-		}
-	}
-	return true
-}
-
 func TestRetryScheduleThenFailed(t *testing.T) {
 	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
 	r := newReceiver(t, fake)
@@ -349,10 +325,8 @@ func TestBreakerDisablesHoldsAndReleases(t *testing.T) {
 	r := newReceiver(t, fake)
 	r.set(503)
 	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ", retry_schedule: [1s]"), fake)
-	var ids []string
 	for i := 1; i <= 10; i++ {
 		id := h.publish(events.CallCompleted).DeliveryIDs[0]
-		ids = append(ids, id)
 		h.waitRetrying(id, 1)
 		fake.Advance(time.Second)
 		eventually(t, "failed", func() bool { d, _ := h.delivery(id); return d.Status == store.Failed })
