@@ -142,25 +142,67 @@ func (s *Service) Provision(ctx context.Context, cfg *config.Config) error {
 	if !first {
 		return nil
 	}
-	var all []store.Session
+	return s.restore(ctx)
+}
+
+// restore rebuilds the pools' holds after a start, in memory bounded by the pools' size however
+// many sessions are stored: a store that several processes share keeps each number's holds in
+// one record, read for each pool number; otherwise the stored sessions are streamed, and each
+// number keeps its keepHolds latest.
+func (s *Service) restore(ctx context.Context) error {
+	s.mu.RLock()
+	byNumber := s.byNumber
+	pools := s.pools
+	s.mu.RUnlock()
+	if shared, ok := s.opt.Store.(store.NumberHolds); ok {
+		for number, p := range byNumber {
+			hs, _, err := shared.Holds(ctx, number)
+			if err != nil {
+				return fmt.Errorf("restore the holds of %s: %w", number, err)
+			}
+			p.sync(number, hs)
+		}
+		return nil
+	}
+	type held struct {
+		campaign int64
+		number   string
+	}
+	latest := map[held][]store.Session{}
+	stored := 0
 	err := s.opt.Store.Sessions(ctx, func(ss store.Session) error {
-		if ss.Number != "" {
-			all = append(all, ss)
+		stored++
+		p := pools[ss.CampaignID]
+		if ss.Number == "" || p == nil || p.byE164[ss.Number] == nil {
+			return nil // no number, or one that has left the pool since
+		}
+		k := held{ss.CampaignID, ss.Number}
+		l := latest[k]
+		if len(l) < keepHolds {
+			latest[k] = append(l, ss)
+			return nil
+		}
+		oldest := 0
+		for i := range l {
+			if l[i].AssignedAt.Before(l[oldest].AssignedAt) {
+				oldest = i
+			}
+		}
+		if ss.AssignedAt.After(l[oldest].AssignedAt) {
+			l[oldest] = ss
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("restore sessions: %w", err)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].AssignedAt.Before(all[j].AssignedAt) })
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, ss := range all {
-		if p := s.pools[ss.CampaignID]; p != nil {
-			p.restore(ss.ID, ss.Number, ss.AssignedAt, ss.HoldUntil)
+	for k, l := range latest {
+		sort.Slice(l, func(i, j int) bool { return l[i].AssignedAt.Before(l[j].AssignedAt) })
+		for _, ss := range l {
+			pools[k.campaign].restore(ss.ID, ss.Number, ss.AssignedAt, ss.HoldUntil)
 		}
 	}
-	s.opt.Logger.Debug("visitor sessions restored", "sessions", len(all))
+	s.opt.Logger.Debug("visitor sessions restored", "stored", stored, "holds", len(latest))
 	return nil
 }
 

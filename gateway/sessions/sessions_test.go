@@ -13,6 +13,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/clock"
 	"github.com/ringgate/ringgate/gateway/config"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/ringgate/ringgate/gateway/store/jetstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -110,6 +111,85 @@ func TestPoolAssignment(t *testing.T) {
 	}
 	if attr, _ := s2.Match(ctx, 1, *d.Number, fake.Now()); attr == nil || attr.SessionID != d.SessionID {
 		t.Fatalf("after restart: %+v", attr)
+	}
+}
+
+// A restart rebuilds each pool number's recent holds and LRU order from far more stored sessions
+// than it keeps (keepHolds per number), read in the store's order (by session id), not by time.
+// A hold's end is not compared: one cut short when an exhausted pool handed its number on is
+// stored with the end it was given.
+// On a shared store (JetStream) they come from each number's holds record.
+func TestRestartRebuildsPools(t *testing.T) {
+	t.Run("badger", func(t *testing.T) {
+		fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+		cfg := testConfig(t, 3)
+		s, _ := newService(t, cfg, fake)
+		testRestart(t, s, cfg, fake)
+	})
+	t.Run("jetstream", func(t *testing.T) {
+		srv, err := jetstream.StartServer(jetstream.ServerOptions{Name: "n1", StoreDir: t.TempDir(), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := jetstream.Open(context.Background(), jetstream.Options{Server: srv, Logger: quiet})
+		if err != nil {
+			srv.Shutdown()
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+		cfg := testConfig(t, 3)
+		s := New(Options{Store: st, Config: func() *config.Config { return cfg }, Clock: fake, Logger: quiet})
+		if err := s.Provision(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		testRestart(t, s, cfg, fake)
+	})
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testRestart(t *testing.T, s *Service, cfg *config.Config, fake *clock.Fake) {
+	ws := &cfg.Workspaces[0]
+	ctx := context.Background()
+	last := ""
+	for i := 0; i < 300; i++ {
+		id := ""
+		if i%5 == 4 {
+			id = last // a heartbeat of the newest visitor
+		}
+		r, err := s.Session(ctx, ws, id, google)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.SessionID
+		fake.Advance(time.Duration(1+i%7) * time.Minute)
+	}
+	state := func(s *Service) string {
+		var b strings.Builder
+		for _, n := range s.pools[7].numbers {
+			fmt.Fprintf(&b, "%s released %s\n", n.e164, n.released.Format(time.RFC3339))
+			for _, h := range n.holds {
+				fmt.Fprintf(&b, "  %s from %s\n", h.session, h.from.Format(time.RFC3339))
+			}
+		}
+		return b.String()
+	}
+	before := state(s)
+	if strings.Count(before, "\n  ") != 3*keepHolds {
+		t.Fatalf("the test should fill every number's holds:\n%s", before)
+	}
+	s2 := New(Options{Store: s.opt.Store, Config: s.opt.Config, Clock: fake, Logger: s.opt.Logger})
+	if err := s2.Provision(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if after := state(s2); after != before {
+		t.Fatalf("after a restart:\n%s\nbefore:\n%s", after, before)
+	}
+	a, _ := s.Session(ctx, ws, "", google)
+	b, _ := s2.Session(ctx, ws, "", google)
+	if *a.Number != *b.Number {
+		t.Fatalf("the next visitor gets %s after a restart, %s without", *b.Number, *a.Number)
 	}
 }
 
