@@ -79,7 +79,7 @@ type Service struct {
 	etag       string
 	restored   bool // the stored sessions were replayed into the pools
 
-	created, refreshed atomic.Int64
+	created, refreshed, crawlers atomic.Int64
 }
 
 // New returns a Service; call Provision before use.
@@ -340,6 +340,13 @@ func (s *Service) serveSession(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	if Crawler(ctx.Request.Header.UserAgent()) {
+		// A search engine rendering the page keeps the site's own numbers (what it should index),
+		// and takes no pool number from a visitor who may call.
+		s.crawlers.Add(1)
+		httpx.JSON(ctx, 200, Response{SwapNumbers: []string{}, ExpiresAt: s.opt.Clock.Now().UTC()})
+		return
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := s.Session(sctx, ws, req.SessionID, req.Attribution)
@@ -564,6 +571,7 @@ func (s *Service) Match(ctx context.Context, workspaceID int64, number string, t
 // Stats are the tracker's figures, for metrics.
 type Stats struct {
 	Created, Refreshed int64
+	Crawlers           int64 // requests from crawlers, answered without a session
 	Pools              []PoolStats
 }
 
@@ -577,7 +585,7 @@ type PoolStats struct {
 // Stats reports sessions handled and pool use now.
 func (s *Service) Stats() Stats {
 	now := s.opt.Clock.Now()
-	st := Stats{Created: s.created.Load(), Refreshed: s.refreshed.Load()}
+	st := Stats{Created: s.created.Load(), Refreshed: s.refreshed.Load(), Crawlers: s.crawlers.Load()}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for id, p := range s.pools {
@@ -586,4 +594,21 @@ func (s *Service) Stats() Stats {
 	}
 	sort.Slice(st.Pools, func(i, j int) bool { return st.Pools[i].CampaignID < st.Pools[j].CampaignID })
 	return st
+}
+
+// crawlerMarks are what the user agents of search engines and other crawlers say of themselves
+// (lowercase). Phones whose model name ends in "bot" (Cubot) are not crawlers.
+var crawlerMarks = []string{"bot", "crawl", "spider", "slurp", "facebookexternalhit", "mediapartners-google", "lighthouse"}
+
+// Crawler reports whether a user agent is a crawler's: search engines render pages and run the
+// tracker like a browser, and would each take a pool number for a visit that never calls.
+func Crawler(userAgent []byte) bool {
+	ua := strings.ToLower(string(userAgent))
+	ua = strings.ReplaceAll(ua, "cubot", "")
+	for _, m := range crawlerMarks {
+		if strings.Contains(ua, m) {
+			return true
+		}
+	}
+	return false
 }

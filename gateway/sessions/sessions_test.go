@@ -250,6 +250,49 @@ func post(s *Service, path, origin, body string) (int, string, string) {
 	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("Access-Control-Allow-Origin"))
 }
 
+// Crawlers rendering the page get the site's own numbers: no session, no pool number taken.
+func TestCrawlersTakeNoNumber(t *testing.T) {
+	cfg := testConfig(t, 2)
+	s, _ := newService(t, cfg, clock.Real{})
+	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	for _, c := range []struct {
+		ua      string
+		crawler bool
+	}{
+		{"Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/120.0.6099.216 Safari/537.36", true},
+		{"Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", true},
+		{"Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)", true},
+		{"Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse", true},
+		{"Mozilla/5.0 (compatible; Yahoo! Slurp; http://help.yahoo.com/help/us/ysearch/slurp)", true},
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false},
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", false},
+		{"Mozilla/5.0 (Linux; Android 10; Cubot X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36", false},
+		{"", false},
+	} {
+		if got := Crawler([]byte(c.ua)); got != c.crawler {
+			t.Errorf("Crawler(%q) = %v", c.ua, got)
+		}
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/v1/sessions?w=1")
+	ctx.Request.Header.Set("Origin", "https://example.com")
+	ctx.Request.Header.SetUserAgent("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+	ctx.Request.SetBodyString(body)
+	s.Handler(&ctx)
+	var r Response
+	if err := json.Unmarshal(ctx.Response.Body(), &r); err != nil || ctx.Response.StatusCode() != 200 || r.SessionID != "" || r.Number != nil {
+		t.Fatalf("crawler: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	st := s.Stats()
+	if st.Crawlers != 1 || st.Created != 0 || st.Pools[0].Held != 0 {
+		t.Fatalf("a crawler's request changed the pools: %+v", st)
+	}
+	if code, b, _ := post(s, "/v1/sessions?w=1", "https://example.com", body); code != 200 || !strings.Contains(b, `"number":"+1800555`) {
+		t.Fatalf("a browser after the crawler: %d %s", code, b)
+	}
+}
+
 func TestBadSessionRequests(t *testing.T) {
 	cfg := testConfig(t, 2)
 	s, _ := newService(t, cfg, clock.Real{})
