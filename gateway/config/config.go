@@ -3,6 +3,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -24,6 +25,31 @@ type Server struct {
 	Listen    string `yaml:"listen" default:"127.0.0.1:8080" example:"0.0.0.0:8080" doc:"Public listener: Twilio callbacks, the tracker script, sessions."`
 	PublicURL string `yaml:"public_url" example:"https://calls.example.com" doc:"The URL Twilio calls; used to check X-Twilio-Signature and to build TwiML callback URLs."`
 	Admin     Admin  `yaml:"admin" doc:"The operator's listener."`
+	// TrustedProxies: see TrustedPrefixes.
+	TrustedProxies []string `yaml:"trusted_proxies" example:"[127.0.0.1, 10.0.0.0/8]" doc:"Addresses or CIDR ranges of the proxies in front of the public listener: their X-Forwarded-For names the visitor, whose address the tracker's limit then counts."`
+}
+
+// TrustedPrefixes returns trusted_proxies as prefixes, a bare address as a one-address prefix
+// (validation has refused any other entry).
+func (s *Server) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, t := range s.TrustedProxies {
+		if p, ok := parsePrefix(t); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
 }
 
 type Admin struct {
@@ -92,8 +118,9 @@ type Workspace struct {
 }
 
 type Tracker struct {
-	AllowedOrigins []string      `yaml:"allowed_origins" example:"[https://example.com]" doc:"Origins allowed to create sessions."`
-	SessionHold    time.Duration `yaml:"session_hold" default:"30m" doc:"How long a visitor keeps a pool number without a heartbeat."`
+	AllowedOrigins       []string      `yaml:"allowed_origins" example:"[https://example.com]" doc:"Origins allowed to create sessions."`
+	SessionHold          time.Duration `yaml:"session_hold" default:"30m" doc:"How long a visitor keeps a pool number without a heartbeat."`
+	NewSessionsPerMinute int           `yaml:"new_sessions_per_minute" default:"60" doc:"New sessions one visitor address may start a minute (heartbeats do not count; IPv6 counts by /64); past it the script gets a 429 and the page keeps its own numbers. Behind a proxy, set server.trusted_proxies. 0: no limit."`
 }
 
 type Block struct {

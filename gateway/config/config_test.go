@@ -103,6 +103,10 @@ func TestBrokenConfigs(t *testing.T) {
 			"x.yaml:2:3: server.public_url: is required: the URL Twilio calls, e.g. https://calls.example.com"},
 		{"syntax", "storage: {backend: badger, path: ./data}", "storage: {backend: badger, path: ./data",
 			"x.yaml:5:1: syntax: did not find expected ',' or '}' (in the block or collection starting here)"},
+		{"bad trusted proxy", "  public_url: https://calls.example.com\n", "  public_url: https://calls.example.com\n  trusted_proxies: [10.0.0.0/8, proxy.internal]\n",
+			"x.yaml:4:33: server.trusted_proxies[1]: \"proxy.internal\" is not an address or a CIDR range like 10.0.0.0/8"},
+		{"negative session limit", "    name: My Workspace\n", "    name: My Workspace\n    tracker: {new_sessions_per_minute: -1}\n",
+			"x.yaml:10:40: workspaces[0].tracker.new_sessions_per_minute: must be 0 (no limit) or more"},
 		{"duplicate endpoint", "    endpoints:\n", "    endpoints:\n      - {id: ghl, name: a, url: \"https://a.example.com\", events: [call.started]}\n",
 			"x.yaml:18:13: workspaces[0].endpoints[1].id: endpoint \"ghl\" is defined twice"},
 	}

@@ -236,6 +236,11 @@ func (v *validator) validate() {
 	if c.Server.Admin.Listen == c.Server.Listen && !strings.HasSuffix(c.Server.Listen, ":0") {
 		v.at("server.admin.listen", "must differ from server.listen")
 	}
+	for i, t := range c.Server.TrustedProxies {
+		if _, ok := parsePrefix(t); !ok {
+			v.at(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not an address or a CIDR range like 10.0.0.0/8", t)
+		}
+	}
 	switch c.Storage.Backend {
 	case "badger":
 	case "jetstream":
@@ -332,6 +337,9 @@ func (v *validator) workspaces() {
 		}
 		if w.Tracker.SessionHold < time.Minute {
 			v.at(wp+".tracker.session_hold", "must be at least 1m")
+		}
+		if w.Tracker.NewSessionsPerMinute < 0 {
+			v.at(wp+".tracker.new_sessions_per_minute", "must be 0 (no limit) or more")
 		}
 		v.blocks(wp+".block_list", w.BlockList)
 		for ci, cp := range w.Campaigns {

@@ -1,5 +1,6 @@
-// Package httpx holds the small HTTP helpers both listeners share: the JSON error shape
-// {"error": {"code", "message"}}, JSON responses, and recovering a handler's panic.
+// Package httpx holds the small HTTP helpers the listeners share: the JSON error shape
+// {"error": {"code", "message"}}, JSON responses, recovering a handler's panic, and the client's
+// address behind trusted proxies.
 package httpx
 
 import (

@@ -113,6 +113,8 @@ func (m *Metrics) AddSessions(s *sessions.Service) {
 				func() float64 { return float64(s.Stats().Refreshed) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringgate_sessions_crawlers_total", Help: "Session requests from crawlers, answered without a number."},
 				func() float64 { return float64(s.Stats().Crawlers) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringgate_sessions_limited_total", Help: "New sessions refused to an address over tracker.new_sessions_per_minute."},
+				func() float64 { return float64(s.Stats().Limited) }),
 			gaugeFunc("ringgate_sessions_live", "Visitor sessions holding a pool number now.", nil, func(emit func(float64, ...string)) {
 				held := 0
 				for _, p := range s.Stats().Pools {

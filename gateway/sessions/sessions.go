@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"sort"
 	"strconv"
@@ -79,7 +80,9 @@ type Service struct {
 	etag       string
 	restored   bool // the stored sessions were replayed into the pools
 
-	created, refreshed, crawlers atomic.Int64
+	limit                                 limiter
+	created, refreshed, crawlers, limited atomic.Int64
+	limitLogged                           atomic.Int64 // unix seconds of the last warning about the limit
 }
 
 // New returns a Service; call Provision before use.
@@ -349,7 +352,17 @@ func (s *Service) serveSession(ctx *fasthttp.RequestCtx) {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := s.Session(sctx, ws, req.SessionID, req.Attribution)
+	resp, err := s.session(sctx, ws, req.SessionID, req.Attribution, func() (bool, time.Duration) {
+		return s.admit(ctx, cfg, ws)
+	})
+	var limited limitedError
+	if errors.As(err, &limited) {
+		secs := int64(math.Ceil(limited.retry.Seconds()))
+		ctx.Response.Header.Set("Retry-After", strconv.FormatInt(secs, 10))
+		httpx.Error(ctx, 429, "rate_limited", fmt.Sprintf("this address started more than %d sessions in a minute; try again in %d s",
+			ws.Tracker.NewSessionsPerMinute, secs))
+		return
+	}
 	if err != nil {
 		s.opt.Logger.Error("visitor session", "workspace", ws.ID, "err", err)
 		httpx.Error(ctx, 503, "unavailable", "the session could not be stored")
@@ -358,9 +371,43 @@ func (s *Service) serveSession(ctx *fasthttp.RequestCtx) {
 	httpx.JSON(ctx, 200, resp)
 }
 
+// limitedError refuses a new session to an address over tracker.new_sessions_per_minute.
+type limitedError struct{ retry time.Duration }
+
+func (e limitedError) Error() string { return "too many new sessions from this address" }
+
+// admit decides whether the client of a request may start a new session.
+func (s *Service) admit(ctx *fasthttp.RequestCtx, cfg *config.Config, ws *config.Workspace) (bool, time.Duration) {
+	per := ws.Tracker.NewSessionsPerMinute
+	if per == 0 {
+		return true, 0
+	}
+	trusted := cfg.Server.TrustedPrefixes()
+	addr := httpx.ClientAddr(ctx, trusted)
+	now := s.opt.Clock.Now()
+	ok, wait := s.limit.allow(limitKeyOf(ws.ID, addr), per, now)
+	if ok {
+		return true, 0
+	}
+	s.limited.Add(1)
+	if last := s.limitLogged.Load(); now.Unix()-last >= 60 && s.limitLogged.CompareAndSwap(last, now.Unix()) {
+		args := []any{"workspace", ws.ID, "address", addr.String(), "limit_per_minute", per}
+		if len(ctx.Request.Header.Peek("X-Forwarded-For")) > 0 && len(trusted) == 0 {
+			args = append(args, "hint", "requests carry X-Forwarded-For: behind a proxy, list it in server.trusted_proxies, or every visitor counts as the proxy")
+		}
+		s.opt.Logger.Warn("tracker: new sessions refused to an address over its limit (logged once a minute)", args...)
+	}
+	return false, wait
+}
+
 // Session creates a session (or refreshes the one given) in the workspace and assigns it a
 // number from the pool of the first campaign whose source matches the visit.
 func (s *Service) Session(ctx context.Context, ws *config.Workspace, id string, attr map[string]string) (Response, error) {
+	return s.session(ctx, ws, id, attr, nil)
+}
+
+// session is Session, asking admit (when not nil) before it creates a session.
+func (s *Service) session(ctx context.Context, ws *config.Workspace, id string, attr map[string]string, admit func() (bool, time.Duration)) (Response, error) {
 	now := s.opt.Clock.Now()
 	var sess store.Session
 	if id != "" && len(id) <= 64 {
@@ -369,6 +416,11 @@ func (s *Service) Session(ctx context.Context, ws *config.Workspace, id string, 
 		}
 	}
 	if sess.ID == "" {
+		if admit != nil {
+			if ok, wait := admit(); !ok {
+				return Response{}, limitedError{wait}
+			}
+		}
 		sess = store.Session{ID: newID(), WorkspaceID: ws.ID, Attribution: clean(attr), CreatedAt: now}
 		if cp := Choose(ws, sess.Attribution); cp != nil {
 			sess.CampaignID = cp.ID
@@ -572,6 +624,7 @@ func (s *Service) Match(ctx context.Context, workspaceID int64, number string, t
 type Stats struct {
 	Created, Refreshed int64
 	Crawlers           int64 // requests from crawlers, answered without a session
+	Limited            int64 // new sessions refused to addresses over tracker.new_sessions_per_minute
 	Pools              []PoolStats
 }
 
@@ -585,7 +638,7 @@ type PoolStats struct {
 // Stats reports sessions handled and pool use now.
 func (s *Service) Stats() Stats {
 	now := s.opt.Clock.Now()
-	st := Stats{Created: s.created.Load(), Refreshed: s.refreshed.Load(), Crawlers: s.crawlers.Load()}
+	st := Stats{Created: s.created.Load(), Refreshed: s.refreshed.Load(), Crawlers: s.crawlers.Load(), Limited: s.limited.Load()}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for id, p := range s.pools {

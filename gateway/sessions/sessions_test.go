@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +250,162 @@ func post(s *Service, path, origin, body string) (int, string, string) {
 	ctx.Request.SetBodyString(body)
 	s.Handler(&ctx)
 	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("Access-Control-Allow-Origin"))
+}
+
+// postFrom posts a session request as a client at peer (and X-Forwarded-For xff) would.
+func postFrom(s *Service, peer, xff, body string) (int, string, string) {
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/sessions?w=1")
+	req.Header.Set("Origin", "https://example.com")
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	req.SetBodyString(body)
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: net.ParseIP(peer), Port: 40000}, nil)
+	s.Handler(&ctx)
+	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("Retry-After"))
+}
+
+// An address may start tracker.new_sessions_per_minute sessions a minute; heartbeats of its
+// sessions go on past it, other addresses are not affected, and behind a trusted proxy each
+// visitor counts by the address X-Forwarded-For gives.
+func TestNewSessionsAreLimitedPerAddress(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	cfg := testConfig(t, 3)
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 6
+	cfg.Server.TrustedProxies = []string{"127.0.0.1"}
+	var logs strings.Builder
+	s, _ := newService(t, cfg, fake)
+	s.opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	var first string
+	for i := 0; i < 6; i++ {
+		code, b, _ := postFrom(s, "203.0.113.7", "", body)
+		if code != 200 {
+			t.Fatalf("session %d: %d %s", i+1, code, b)
+		}
+		if i == 0 {
+			var r Response
+			json.Unmarshal([]byte(b), &r)
+			first = r.SessionID
+		}
+	}
+	code, b, retry := postFrom(s, "203.0.113.7", "", body)
+	if code != 429 || !strings.Contains(b, `"code":"rate_limited"`) || retry != "10" {
+		t.Fatalf("the 7th session in a minute: %d %s Retry-After %q", code, b, retry)
+	}
+	// An unknown session id is a new session too.
+	if code, _, _ := postFrom(s, "203.0.113.7", "", `{"session_id": "s_made_up"}`); code != 429 {
+		t.Fatalf("a made-up session id: %d", code)
+	}
+	// A heartbeat is not a new session.
+	if code, b, _ := postFrom(s, "203.0.113.7", "", `{"session_id": "`+first+`"}`); code != 200 || !strings.Contains(b, first) {
+		t.Fatalf("a heartbeat over the limit: %d %s", code, b)
+	}
+	// Another address, and another host of the same IPv6 /64 (one limit) against another /64.
+	if code, _, _ := postFrom(s, "198.51.100.1", "", body); code != 200 {
+		t.Fatalf("another address: %d", code)
+	}
+	for i := 0; i < 6; i++ {
+		postFrom(s, "2001:db8:1:2::1", "", body)
+	}
+	if code, _, _ := postFrom(s, "2001:db8:1:2::ffff", "", body); code != 429 {
+		t.Fatalf("the same /64: %d", code)
+	}
+	if code, _, _ := postFrom(s, "2001:db8:1:3::1", "", body); code != 200 {
+		t.Fatalf("another /64: %d", code)
+	}
+	// Behind the trusted proxy, visitors count by X-Forwarded-For; a client cannot forge it.
+	if code, _, _ := postFrom(s, "127.0.0.1", "192.0.2.50", body); code != 200 {
+		t.Fatalf("a visitor through the proxy: %d", code)
+	}
+	if code, _, _ := postFrom(s, "127.0.0.1", "203.0.113.7", body); code != 429 {
+		t.Fatalf("the limited visitor through the proxy: %d", code)
+	}
+	if code, _, _ := postFrom(s, "203.0.113.7", "192.0.2.99", body); code != 429 {
+		t.Fatalf("a forged X-Forwarded-For from an untrusted peer: %d", code)
+	}
+	// Ten seconds give one token back; a minute all six.
+	fake.Advance(10 * time.Second)
+	if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != 200 {
+		t.Fatalf("after 10s: %d", code)
+	}
+	if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != 429 {
+		t.Fatalf("a second one after 10s: %d", code)
+	}
+	fake.Advance(time.Minute)
+	for i := 0; i < 6; i++ {
+		if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != 200 {
+			t.Fatalf("a minute later, session %d: %d", i+1, code)
+		}
+	}
+	if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != 429 {
+		t.Fatalf("a minute later, session 7: %d", code)
+	}
+	if st := s.Stats(); st.Limited != 7 {
+		t.Fatalf("limited %d, want 7", st.Limited)
+	}
+	if n := strings.Count(logs.String(), "over its limit"); n != 2 {
+		t.Fatalf("%d warnings, want one a minute (2):\n%s", n, logs.String())
+	}
+	// 0: no limit.
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 0
+	for i := 0; i < 20; i++ {
+		if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != 200 {
+			t.Fatalf("without a limit, session %d: %d", i+1, code)
+		}
+	}
+}
+
+// Behind a proxy nobody listed in server.trusted_proxies, every visitor counts as the proxy: the
+// warning says so.
+func TestLimitWarnsOfAnUntrustedProxy(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 1
+	var logs strings.Builder
+	s, _ := newService(t, cfg, clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)))
+	s.opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	postFrom(s, "127.0.0.1", "198.51.100.1", body)
+	if code, _, _ := postFrom(s, "127.0.0.1", "198.51.100.2", body); code != 429 {
+		t.Fatalf("the second visitor through an untrusted proxy: %d", code)
+	}
+	if !strings.Contains(logs.String(), "list it in server.trusted_proxies") {
+		t.Fatalf("no hint:\n%s", logs.String())
+	}
+}
+
+func TestLimiterStaysBounded(t *testing.T) {
+	var l limiter
+	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
+	for i := 0; i < 3*maxBuckets; i++ {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if ok, _ := l.allow(limitKeyOf(1, a), 60, now); !ok {
+			t.Fatalf("address %d refused its first session", i)
+		}
+		if len(l.buckets) > maxBuckets {
+			t.Fatalf("%d buckets", len(l.buckets))
+		}
+		if i%1000 == 0 {
+			now = now.Add(time.Second)
+		}
+	}
+	// Once there are pruneAt, the buckets that have refilled are dropped; a busy one is kept.
+	l = limiter{}
+	for i := 0; i < pruneAt-1; i++ {
+		l.allow(limitKeyOf(1, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})), 60, now)
+	}
+	now = now.Add(2 * time.Minute)
+	hot := limitKeyOf(1, netip.MustParseAddr("203.0.113.7"))
+	for range 60 {
+		l.allow(hot, 60, now)
+	}
+	l.allow(limitKeyOf(1, netip.MustParseAddr("192.0.2.1")), 60, now)
+	if _, kept := l.buckets[hot]; len(l.buckets) != 2 || !kept {
+		t.Fatalf("%d buckets after pruning (the busy one kept: %v), want 2", len(l.buckets), kept)
+	}
 }
 
 // Crawlers rendering the page get the site's own numbers: no session, no pool number taken.
