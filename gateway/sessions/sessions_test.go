@@ -527,7 +527,9 @@ func FuzzSessionRequests(f *testing.F) {
 	}
 	f.Add("w=1&w=2", "https://example.com", `{}`)
 	f.Add("w=-1", "null", `{}`)
-	s, st := newService(f, testConfig(f, 3), clock.Real{})
+	cfg := testConfig(f, 3)
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 0 // every input reaches the store
+	s, st := newService(f, cfg, clock.Real{})
 	f.Fuzz(func(t *testing.T, query, origin, body string) {
 		if strings.ContainsFunc(query, func(r rune) bool { return r <= ' ' || r == '#' || r == 0x7f }) {
 			return // not a request line an HTTP server would take
