@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringgate/ringgate/gateway/calls"
 	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/httpx"
 	"github.com/twilio/twilio-go/twiml"
 	"github.com/valyala/fasthttp"
 )
@@ -174,7 +175,8 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 }
 
 func (h *Handler) forbidden(ctx *fasthttp.RequestCtx, route, sig string) string {
-	h.opt.Logger.Warn("twilio callback refused: bad signature", "route", route, "remote", ctx.RemoteIP().String(), "signature_present", sig != "")
+	remote := httpx.ClientAddr(ctx, h.opt.Config().Server.TrustedPrefixes())
+	h.opt.Logger.Warn("twilio callback refused: bad signature", "route", route, "remote", remote.String(), "signature_present", sig != "")
 	ctx.Error("invalid X-Twilio-Signature\n", fasthttp.StatusForbidden)
 	return "forbidden"
 }
