@@ -43,11 +43,64 @@ func instrument(mod []byte) ([]byte, error) {
 	if len(mod) < 8 || string(mod[:4]) != "\x00asm" || binary.LittleEndian.Uint32(mod[4:8]) != 1 {
 		return nil, errNotInstrumentable
 	}
-	type section struct {
-		id      byte
-		payload []byte
+	secs, err := splitSections(mod)
+	if err != nil {
+		return nil, err
 	}
-	var secs []section
+	sv, err := surveyModule(secs)
+	if err != nil {
+		return nil, err
+	}
+	w, err := newRewriter(sv, len(mod))
+	if err != nil {
+		return nil, err
+	}
+	w.out.Write(mod[:8])
+	for _, s := range secs {
+		if err := w.before(s.id); err != nil {
+			return nil, err
+		}
+		var err error
+		switch s.id {
+		case 1:
+			w.putType(s.payload)
+		case 2:
+			w.putImport(s.payload)
+		case 6:
+			err = w.putGlobal(s.payload)
+		case 7:
+			err = w.putExport(s.payload)
+		case 8, 9:
+			var p []byte
+			if p, err = remapSection(s.id, s.payload, w.remap); err == nil {
+				w.put(s.id, p)
+			}
+		case 10:
+			var code []byte
+			if code, err = rewriteCode(s.payload, countdown(w.counter, uint32(w.yield)), w.remap, w.params, w.depth); err == nil {
+				w.put(10, code)
+			}
+		default:
+			w.put(s.id, s.payload)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := w.before(11); err != nil { // sections a module without them still needs
+		return nil, err
+	}
+	return w.out.Bytes(), nil
+}
+
+// wasmSection is one section of a module.
+type wasmSection struct {
+	id      byte
+	payload []byte
+}
+
+func splitSections(mod []byte) ([]wasmSection, error) {
+	var secs []wasmSection
 	for r := (reader{b: mod, i: 8}); r.more(); {
 		id := r.byte()
 		n := r.u32()
@@ -55,12 +108,22 @@ func instrument(mod []byte) ([]byte, error) {
 		if r.err != nil {
 			return nil, errNotInstrumentable
 		}
-		secs = append(secs, section{id, p})
+		secs = append(secs, wasmSection{id, p})
 	}
-	var types [][2][]byte  // params, results
-	var funcTypes []uint32 // type index of each defined function
-	yield := -1
-	importedGlobals, definedGlobals, funcImports := 0, 0, 0
+	return secs, nil
+}
+
+// survey is what the rewrite needs to know of a module before it writes anything.
+type survey struct {
+	types                           [][2][]byte // params, results
+	funcTypes                       []uint32    // type index of each defined function
+	yield                           int         // function index of the sched_yield import; -1: none
+	funcImports                     int
+	importedGlobals, definedGlobals int
+}
+
+func surveyModule(secs []wasmSection) (*survey, error) {
+	sv := &survey{yield: -1}
 	for _, s := range secs {
 		r := reader{b: s.payload}
 		switch s.id {
@@ -71,7 +134,7 @@ func instrument(mod []byte) ([]byte, error) {
 				}
 				ps := r.bytes(int(r.u32()))
 				rs := r.bytes(int(r.u32()))
-				types = append(types, [2][]byte{ps, rs})
+				sv.types = append(sv.types, [2][]byte{ps, rs})
 			}
 		case 2: // import
 			for n := r.u32(); n > 0 && r.err == nil; n-- {
@@ -81,12 +144,12 @@ func instrument(mod []byte) ([]byte, error) {
 				case 0x00:
 					ti := r.u32()
 					if module == "wasi_snapshot_preview1" && name == "sched_yield" {
-						if int(ti) >= len(types) || !isYieldType(types[ti]) {
+						if int(ti) >= len(sv.types) || !isYieldType(sv.types[ti]) {
 							return nil, errNotInstrumentable
 						}
-						yield = funcImports
+						sv.yield = sv.funcImports
 					}
-					funcImports++
+					sv.funcImports++
 				case 0x01:
 					r.byte()
 					r.limits()
@@ -95,14 +158,14 @@ func instrument(mod []byte) ([]byte, error) {
 				case 0x03:
 					r.byte()
 					r.byte()
-					importedGlobals++
+					sv.importedGlobals++
 				default:
 					return nil, errNotInstrumentable
 				}
 			}
 		case 3: // function
 			for n := r.u32(); n > 0 && r.err == nil; n-- {
-				funcTypes = append(funcTypes, r.u32())
+				sv.funcTypes = append(sv.funcTypes, r.u32())
 			}
 		case 7: // export: the name the depth global is exported under must be free
 			for n := r.u32(); n > 0 && r.err == nil; n-- {
@@ -120,193 +183,181 @@ func instrument(mod []byte) ([]byte, error) {
 				r.limits()
 			}
 		case 6: // global
-			definedGlobals = int(r.u32())
+			sv.definedGlobals = int(r.u32())
 		}
 		if r.err != nil {
 			return nil, errNotInstrumentable
 		}
 	}
-	// Without sched_yield, the module gets it as its last function import: defined functions
-	// (indices from funcImports on) move up by one.
-	inject := yield < 0
-	remap := func(f uint32) uint32 { return f }
-	yieldType := -1
-	if inject {
-		yield = funcImports
-		remap = func(f uint32) uint32 {
-			if f >= uint32(funcImports) {
-				return f + 1
-			}
-			return f
-		}
-		for i, t := range types {
+	return sv, nil
+}
+
+// rewriter writes the instrumented module. The sections a rewrite may add (type, import, global,
+// export) are written in their place: before the first section that must follow them, or in
+// place of their old version.
+type rewriter struct {
+	*survey
+	out *bytes.Buffer
+	// inject: the module does not import sched_yield, and gets it as its last function import:
+	// defined functions (indices from funcImports on) move up by one.
+	inject         bool
+	yieldType      int    // the type index of () -> i32; -1: to be added
+	counter, depth uint32 // the globals added
+	params         []uint32
+	wrote          map[byte]bool
+}
+
+func newRewriter(sv *survey, size int) (*rewriter, error) {
+	w := &rewriter{survey: sv, out: bytes.NewBuffer(make([]byte, 0, size+size/8)), yieldType: -1, wrote: map[byte]bool{}}
+	if sv.yield < 0 {
+		w.inject = true
+		w.yield = sv.funcImports
+		for i, t := range sv.types {
 			if isYieldType(t) {
-				yieldType = i
+				w.yieldType = i
 				break
 			}
 		}
 	}
-	counter := uint32(importedGlobals + definedGlobals)
-	depth := counter + 1
-	params := make([]uint32, len(funcTypes))
-	for i, ti := range funcTypes {
-		if int(ti) >= len(types) {
+	w.counter = uint32(sv.importedGlobals + sv.definedGlobals)
+	w.depth = w.counter + 1
+	w.params = make([]uint32, len(sv.funcTypes))
+	for i, ti := range sv.funcTypes {
+		if int(ti) >= len(sv.types) {
 			return nil, errNotInstrumentable
 		}
-		params[i] = uint32(len(types[ti][0]))
+		w.params[i] = uint32(len(sv.types[ti][0]))
 	}
+	return w, nil
+}
 
-	out := bytes.NewBuffer(make([]byte, 0, len(mod)+len(mod)/8))
-	out.Write(mod[:8])
-	put := func(id byte, p []byte) {
-		out.WriteByte(id)
-		out.Write(binary.AppendUvarint(nil, uint64(len(p))))
-		out.Write(p)
+// remap moves a function index past the injected import.
+func (w *rewriter) remap(f uint32) uint32 {
+	if w.inject && f >= uint32(w.funcImports) {
+		return f + 1
 	}
-	// The sections a rewrite may add, written in their place: before the first section that
-	// must follow them, or in place of their old version.
-	wrote := map[byte]bool{}
-	putType := func(old []byte) {
-		wrote[1] = true
-		if !inject || yieldType >= 0 {
-			if old != nil {
-				put(1, old)
-			}
-			return
-		}
-		yieldType = len(types)
-		p := binary.AppendUvarint(nil, uint64(len(types)+1))
+	return f
+}
+
+func (w *rewriter) put(id byte, p []byte) {
+	w.out.WriteByte(id)
+	w.out.Write(binary.AppendUvarint(nil, uint64(len(p))))
+	w.out.Write(p)
+}
+
+func (w *rewriter) putType(old []byte) {
+	w.wrote[1] = true
+	if !w.inject || w.yieldType >= 0 {
 		if old != nil {
-			r := reader{b: old}
-			r.u32()
-			p = append(p, old[r.i:]...)
+			w.put(1, old)
 		}
-		put(1, append(p, 0x60, 0x00, 0x01, 0x7F)) // () -> i32
+		return
 	}
-	putImport := func(old []byte) {
-		wrote[2] = true
-		if !inject {
-			if old != nil {
-				put(2, old)
-			}
-			return
-		}
-		n := uint32(0)
-		var rest []byte
-		if old != nil {
-			r := reader{b: old}
-			n = r.u32()
-			rest = old[r.i:]
-		}
-		p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
-		p = appendName(p, "wasi_snapshot_preview1")
-		p = appendName(p, "sched_yield")
-		put(2, binary.AppendUvarint(append(p, 0x00), uint64(yieldType)))
+	w.yieldType = len(w.types)
+	p := binary.AppendUvarint(nil, uint64(len(w.types)+1))
+	if old != nil {
+		r := reader{b: old}
+		r.u32()
+		p = append(p, old[r.i:]...)
 	}
-	putGlobal := func(old []byte) error {
-		wrote[6] = true
-		g := binary.AppendUvarint(nil, uint64(definedGlobals+2))
+	w.put(1, append(p, 0x60, 0x00, 0x01, 0x7F)) // () -> i32
+}
+
+func (w *rewriter) putImport(old []byte) {
+	w.wrote[2] = true
+	if !w.inject {
 		if old != nil {
-			r := reader{b: old}
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
-				start := r.i
-				if t := r.byte(); t == 0x63 || t == 0x64 {
-					return errNotInstrumentable
-				}
-				r.byte() // mutability
-				g = append(g, old[start:r.i]...)
-				var err error
-				if g, err = rewriteExpr(g, &r, remap); err != nil {
-					return err
-				}
-			}
-			if r.err != nil || r.more() {
+			w.put(2, old)
+		}
+		return
+	}
+	n := uint32(0)
+	var rest []byte
+	if old != nil {
+		r := reader{b: old}
+		n = r.u32()
+		rest = old[r.i:]
+	}
+	p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
+	p = appendName(p, "wasi_snapshot_preview1")
+	p = appendName(p, "sched_yield")
+	w.put(2, binary.AppendUvarint(append(p, 0x00), uint64(w.yieldType)))
+}
+
+// putGlobal writes the globals with the counter and the depth added.
+func (w *rewriter) putGlobal(old []byte) error {
+	w.wrote[6] = true
+	g := binary.AppendUvarint(nil, uint64(w.definedGlobals+2))
+	if old != nil {
+		r := reader{b: old}
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			start := r.i
+			if t := r.byte(); t == 0x63 || t == 0x64 {
 				return errNotInstrumentable
 			}
-		}
-		g = append(g, 0x7F, 0x01, 0x41)             // counter: mutable i32 = i32.const yieldEvery
-		g = append(appendSLEB(g, yieldEvery), 0x0B) // end
-		g = append(g, 0x7F, 0x01, 0x41, 0x00, 0x0B) // depth: mutable i32 = i32.const 0
-		put(6, g)
-		return nil
-	}
-	// The depth global is exported, so the host can set it to 0 before a call and read it
-	// after a trap.
-	putExport := func(old []byte) error {
-		wrote[7] = true
-		n := uint32(0)
-		var rest []byte
-		if old != nil {
-			p, err := remapSection(7, old, remap)
-			if err != nil {
-				return err
-			}
-			r := reader{b: p}
-			n = r.u32()
-			rest = p[r.i:]
-		}
-		p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
-		p = appendName(p, DepthExport)
-		put(7, binary.AppendUvarint(append(p, 0x03), uint64(depth)))
-		return nil
-	}
-	// Sections sort by this order.
-	order := map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
-	before := func(id byte) error {
-		if id == 0 {
-			return nil
-		}
-		if !wrote[1] && order[id] > order[1] {
-			putType(nil)
-		}
-		if !wrote[2] && order[id] > order[2] {
-			putImport(nil)
-		}
-		if !wrote[6] && order[id] > order[6] {
-			if err := putGlobal(nil); err != nil {
+			r.byte() // mutability
+			g = append(g, old[start:r.i]...)
+			var err error
+			if g, err = rewriteExpr(g, &r, w.remap); err != nil {
 				return err
 			}
 		}
-		if !wrote[7] && order[id] > order[7] {
-			return putExport(nil)
+		if r.err != nil || r.more() {
+			return errNotInstrumentable
 		}
-		return nil
 	}
-	for _, s := range secs {
-		if err := before(s.id); err != nil {
-			return nil, err
-		}
-		var err error
-		switch s.id {
-		case 1:
-			putType(s.payload)
-		case 2:
-			putImport(s.payload)
-		case 6:
-			err = putGlobal(s.payload)
-		case 7:
-			err = putExport(s.payload)
-		case 8, 9:
-			var p []byte
-			if p, err = remapSection(s.id, s.payload, remap); err == nil {
-				put(s.id, p)
-			}
-		case 10:
-			var code []byte
-			if code, err = rewriteCode(s.payload, countdown(counter, uint32(yield)), remap, params, depth); err == nil {
-				put(10, code)
-			}
-		default:
-			put(s.id, s.payload)
-		}
+	g = append(g, 0x7F, 0x01, 0x41)             // counter: mutable i32 = i32.const yieldEvery
+	g = append(appendSLEB(g, yieldEvery), 0x0B) // end
+	g = append(g, 0x7F, 0x01, 0x41, 0x00, 0x0B) // depth: mutable i32 = i32.const 0
+	w.put(6, g)
+	return nil
+}
+
+// putExport writes the exports with the depth global added, so the host can set it to 0
+// before a call and read it after a trap.
+func (w *rewriter) putExport(old []byte) error {
+	w.wrote[7] = true
+	n := uint32(0)
+	var rest []byte
+	if old != nil {
+		p, err := remapSection(7, old, w.remap)
 		if err != nil {
-			return nil, err
+			return err
+		}
+		r := reader{b: p}
+		n = r.u32()
+		rest = p[r.i:]
+	}
+	p := append(binary.AppendUvarint(nil, uint64(n)+1), rest...)
+	p = appendName(p, DepthExport)
+	w.put(7, binary.AppendUvarint(append(p, 0x03), uint64(w.depth)))
+	return nil
+}
+
+// sectionOrder is the order sections follow in a module (the data count section, 12, comes
+// before code).
+var sectionOrder = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+// before writes the added sections that must come before a section id and are not written yet.
+func (w *rewriter) before(id byte) error {
+	if id == 0 {
+		return nil
+	}
+	if !w.wrote[1] && sectionOrder[id] > sectionOrder[1] {
+		w.putType(nil)
+	}
+	if !w.wrote[2] && sectionOrder[id] > sectionOrder[2] {
+		w.putImport(nil)
+	}
+	if !w.wrote[6] && sectionOrder[id] > sectionOrder[6] {
+		if err := w.putGlobal(nil); err != nil {
+			return err
 		}
 	}
-	if err := before(11); err != nil { // sections a module without them still needs
-		return nil, err
+	if !w.wrote[7] && sectionOrder[id] > sectionOrder[7] {
+		return w.putExport(nil)
 	}
-	return out.Bytes(), nil
+	return nil
 }
 
 func isYieldType(t [2][]byte) bool { return len(t[0]) == 0 && bytes.Equal(t[1], []byte{0x7F}) }
