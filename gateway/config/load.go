@@ -313,25 +313,28 @@ func (v *validator) delivery() {
 	}
 }
 
+// unique holds what must be unique across all workspaces, as the validator meets it.
+type unique struct {
+	workspaces, campaigns map[int64]bool
+	numbers               map[string]string // a tracking number -> where it was first set
+	endpoints             map[string]bool
+}
+
 func (v *validator) workspaces() {
-	c := v.cfg
-	wsIDs := map[int64]bool{}
-	campaignIDs := map[int64]bool{}
-	numbers := map[string]string{}
-	endpointIDs := map[string]bool{}
-	for wi, w := range c.Workspaces {
+	u := unique{map[int64]bool{}, map[int64]bool{}, map[string]string{}, map[string]bool{}}
+	for wi, w := range v.cfg.Workspaces {
 		wp := fmt.Sprintf("workspaces[%d]", wi)
 		if w.ID < 1 {
 			v.at(wp+".id", "must be a positive integer")
-		} else if wsIDs[w.ID] {
+		} else if u.workspaces[w.ID] {
 			v.at(wp+".id", "workspace %d is defined twice", w.ID)
 		}
-		wsIDs[w.ID] = true
+		u.workspaces[w.ID] = true
 		if strings.TrimSpace(w.Name) == "" {
 			v.at(wp+".name", "is required")
 		}
 		for oi, o := range w.Tracker.AllowedOrigins {
-			if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			if ou, err := url.Parse(o); err != nil || (ou.Scheme != "https" && ou.Scheme != "http") || ou.Host == "" || (ou.Path != "" && ou.Path != "/") {
 				v.at(fmt.Sprintf("%s.tracker.allowed_origins[%d]", wp, oi), "%q is not an origin like https://example.com", o)
 			}
 		}
@@ -343,115 +346,126 @@ func (v *validator) workspaces() {
 		}
 		v.blocks(wp+".block_list", w.BlockList)
 		for ci, cp := range w.Campaigns {
-			cpath := fmt.Sprintf("%s.campaigns[%d]", wp, ci)
-			if cp.ID < 1 {
-				v.at(cpath+".id", "must be a positive integer")
-			} else if campaignIDs[cp.ID] {
-				v.at(cpath+".id", "campaign %d is defined twice", cp.ID)
-			}
-			campaignIDs[cp.ID] = true
-			if strings.TrimSpace(cp.Name) == "" {
-				v.at(cpath+".name", "is required")
-			}
-			v.e164(cpath+".forward_to", cp.ForwardTo)
-			if cp.DialTimeout < 5*time.Second || cp.DialTimeout > 600*time.Second {
-				v.at(cpath+".dial_timeout", "must be between 5s and 600s")
-			}
-			if cp.Voicemail.Transcribe && !cp.Voicemail.Enabled {
-				v.at(cpath+".voicemail.transcribe", "needs voicemail.enabled: true")
-			}
-			for k := range cp.Source {
-				if !sourceKeys[k] {
-					v.at(cpath+".source."+k, "%q is not an attribution field (utm_*, click ids, referrer)", k)
-				}
-			}
-			for si, s := range cp.SwapNumbers {
-				v.e164(fmt.Sprintf("%s.swap_numbers[%d]", cpath, si), s)
-			}
-			v.blocks(cpath+".block_list", cp.BlockList)
-			if len(cp.Numbers) == 0 {
-				v.at(cpath+".numbers", "a campaign needs at least one tracking number")
-			}
-			numIDs := map[int64]bool{}
-			for ni, n := range cp.Numbers {
-				np := fmt.Sprintf("%s.numbers[%d]", cpath, ni)
-				if n.ID < 1 {
-					v.at(np+".id", "must be a positive integer")
-				} else if numIDs[n.ID] {
-					v.at(np+".id", "number id %d is used twice in this campaign", n.ID)
-				}
-				numIDs[n.ID] = true
-				if v.e164(np+".number", n.Number) {
-					if prev, dup := numbers[n.Number]; dup {
-						v.at(np+".number", "%s is already a tracking number at %s", n.Number, prev)
-					}
-					numbers[n.Number] = np
-				}
-			}
+			v.campaign(fmt.Sprintf("%s.campaigns[%d]", wp, ci), cp, &u)
 		}
 		for ei, e := range w.Endpoints {
-			ep := fmt.Sprintf("%s.endpoints[%d]", wp, ei)
-			if !endpointIDRe.MatchString(e.ID) {
-				v.at(ep+".id", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", e.ID)
-			} else if endpointIDs[e.ID] {
-				v.at(ep+".id", "endpoint %q is defined twice", e.ID)
+			v.endpoint(fmt.Sprintf("%s.endpoints[%d]", wp, ei), e, &u)
+		}
+	}
+}
+
+func (v *validator) campaign(cpath string, cp Campaign, u *unique) {
+	if cp.ID < 1 {
+		v.at(cpath+".id", "must be a positive integer")
+	} else if u.campaigns[cp.ID] {
+		v.at(cpath+".id", "campaign %d is defined twice", cp.ID)
+	}
+	u.campaigns[cp.ID] = true
+	if strings.TrimSpace(cp.Name) == "" {
+		v.at(cpath+".name", "is required")
+	}
+	v.e164(cpath+".forward_to", cp.ForwardTo)
+	if cp.DialTimeout < 5*time.Second || cp.DialTimeout > 600*time.Second {
+		v.at(cpath+".dial_timeout", "must be between 5s and 600s")
+	}
+	if cp.Voicemail.Transcribe && !cp.Voicemail.Enabled {
+		v.at(cpath+".voicemail.transcribe", "needs voicemail.enabled: true")
+	}
+	for k := range cp.Source {
+		if !sourceKeys[k] {
+			v.at(cpath+".source."+k, "%q is not an attribution field (utm_*, click ids, referrer)", k)
+		}
+	}
+	for si, s := range cp.SwapNumbers {
+		v.e164(fmt.Sprintf("%s.swap_numbers[%d]", cpath, si), s)
+	}
+	v.blocks(cpath+".block_list", cp.BlockList)
+	if len(cp.Numbers) == 0 {
+		v.at(cpath+".numbers", "a campaign needs at least one tracking number")
+	}
+	numIDs := map[int64]bool{}
+	for ni, n := range cp.Numbers {
+		np := fmt.Sprintf("%s.numbers[%d]", cpath, ni)
+		if n.ID < 1 {
+			v.at(np+".id", "must be a positive integer")
+		} else if numIDs[n.ID] {
+			v.at(np+".id", "number id %d is used twice in this campaign", n.ID)
+		}
+		numIDs[n.ID] = true
+		if v.e164(np+".number", n.Number) {
+			if prev, dup := u.numbers[n.Number]; dup {
+				v.at(np+".number", "%s is already a tracking number at %s", n.Number, prev)
 			}
-			endpointIDs[e.ID] = true
-			v.endpointURL(ep+".url", e.URL)
-			if len(e.Events) == 0 {
-				v.at(ep+".events", "subscribe to at least one event: %s", strings.Join(events.Types, ", "))
-			}
-			seen := map[string]bool{}
-			for i, name := range e.Events {
-				if !events.Known(name) {
-					v.at(fmt.Sprintf("%s.events[%d]", ep, i), "%q is not an event (events: %s)", name, strings.Join(events.Types, ", "))
-				} else if seen[name] {
-					v.at(fmt.Sprintf("%s.events[%d]", ep, i), "%q is listed twice", name)
-				}
-				seen[name] = true
-			}
-			if e.Secret != "" {
-				if _, err := SecretKey(e.Secret); err != nil {
-					v.at(ep+".secret", "%v", err)
-				}
-			}
-			for name, val := range e.Headers {
-				hp := ep + ".headers." + name
-				switch {
-				case !ValidHeaderName(name):
-					v.at(hp, "%q is not a valid header name", name)
-				case ReservedHeader(name):
-					v.at(hp, "%q is set by ringgate and cannot be overridden", name)
-				case strings.ContainsAny(val, "\r\n"):
-					v.at(hp, "header values cannot contain line breaks")
-				}
-			}
-			if t := e.Transform; t != nil {
-				if t.Module == "" {
-					v.at(ep+".transform.module", "is required")
-				} else {
-					// Relative paths are relative to the config file's directory.
-					if !filepath.IsAbs(t.Module) && v.cfg.File != "config" {
-						t.Module = filepath.Join(filepath.Dir(v.cfg.File), t.Module) // t is the config's own
-					}
-					if st, err := os.Stat(t.Module); err != nil {
-						v.at(ep+".transform.module", "%s: %v (build the examples with make plugins)", t.Module, errors.Unwrap(err))
-					} else if st.IsDir() {
-						v.at(ep+".transform.module", "%s is a directory, not a .wasm file", t.Module)
-					}
-				}
-				if t.Timeout < time.Millisecond || t.Timeout > 10*time.Second {
-					v.at(ep+".transform.timeout", "must be between 1ms and 10s")
-				}
-				if t.MemoryLimit < 64<<10 || t.MemoryLimit > 4<<30 {
-					v.at(ep+".transform.memory_limit", "must be between 64KiB and 4GiB")
-				}
-				for k := range t.Config {
-					if k == "" || len(k) > MaxTransformKey {
-						v.at(ep+".transform.config", "key %.40q: keys are 1 to %d bytes (what config_get reads)", k, MaxTransformKey)
-					}
-				}
-			}
+			u.numbers[n.Number] = np
+		}
+	}
+}
+
+func (v *validator) endpoint(ep string, e Endpoint, u *unique) {
+	if !endpointIDRe.MatchString(e.ID) {
+		v.at(ep+".id", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", e.ID)
+	} else if u.endpoints[e.ID] {
+		v.at(ep+".id", "endpoint %q is defined twice", e.ID)
+	}
+	u.endpoints[e.ID] = true
+	v.endpointURL(ep+".url", e.URL)
+	if len(e.Events) == 0 {
+		v.at(ep+".events", "subscribe to at least one event: %s", strings.Join(events.Types, ", "))
+	}
+	seen := map[string]bool{}
+	for i, name := range e.Events {
+		if !events.Known(name) {
+			v.at(fmt.Sprintf("%s.events[%d]", ep, i), "%q is not an event (events: %s)", name, strings.Join(events.Types, ", "))
+		} else if seen[name] {
+			v.at(fmt.Sprintf("%s.events[%d]", ep, i), "%q is listed twice", name)
+		}
+		seen[name] = true
+	}
+	if e.Secret != "" {
+		if _, err := SecretKey(e.Secret); err != nil {
+			v.at(ep+".secret", "%v", err)
+		}
+	}
+	for name, val := range e.Headers {
+		hp := ep + ".headers." + name
+		switch {
+		case !ValidHeaderName(name):
+			v.at(hp, "%q is not a valid header name", name)
+		case ReservedHeader(name):
+			v.at(hp, "%q is set by ringgate and cannot be overridden", name)
+		case strings.ContainsAny(val, "\r\n"):
+			v.at(hp, "header values cannot contain line breaks")
+		}
+	}
+	if e.Transform != nil {
+		v.transform(ep+".transform", e.Transform)
+	}
+}
+
+// transform checks an endpoint's transform, and makes a relative module path relative to the
+// config file's directory (t is the config's own).
+func (v *validator) transform(tp string, t *Transform) {
+	if t.Module == "" {
+		v.at(tp+".module", "is required")
+	} else {
+		if !filepath.IsAbs(t.Module) && v.cfg.File != "config" {
+			t.Module = filepath.Join(filepath.Dir(v.cfg.File), t.Module)
+		}
+		if st, err := os.Stat(t.Module); err != nil {
+			v.at(tp+".module", "%s: %v (build the examples with make plugins)", t.Module, errors.Unwrap(err))
+		} else if st.IsDir() {
+			v.at(tp+".module", "%s is a directory, not a .wasm file", t.Module)
+		}
+	}
+	if t.Timeout < time.Millisecond || t.Timeout > 10*time.Second {
+		v.at(tp+".timeout", "must be between 1ms and 10s")
+	}
+	if t.MemoryLimit < 64<<10 || t.MemoryLimit > 4<<30 {
+		v.at(tp+".memory_limit", "must be between 64KiB and 4GiB")
+	}
+	for k := range t.Config {
+		if k == "" || len(k) > MaxTransformKey {
+			v.at(tp+".config", "key %.40q: keys are 1 to %d bytes (what config_get reads)", k, MaxTransformKey)
 		}
 	}
 }
