@@ -102,6 +102,14 @@ workspaces:
 	if code := readyz(); code != 200 {
 		t.Fatalf("readyz %d with NATS up", code)
 	}
+	// Backups of a JetStream store are NATS's to take.
+	req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+"/api/v1/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 501 {
+		t.Fatalf("backup on JetStream: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	srv.Shutdown()
 	eventually(t, "readyz to answer 503 with NATS down", func() bool { return readyz() == 503 })
 }

@@ -1,4 +1,4 @@
-// Command ringgate is the gateway's binary: serve, check, simulate, sink, plugin and version.
+// Command ringgate is the gateway's binary: serve, check, simulate, sink, plugin, restore and version.
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"github.com/ringgate/ringgate/gateway"
 	"github.com/ringgate/ringgate/gateway/config"
+	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 )
 
 const usage = `ringgate: a self-hosted edge gateway for call tracking
@@ -27,8 +28,10 @@ Usage:
                                      (outcomes: answered, no-answer, busy, failed, voicemail, blocked)
   ringgate sink    --listen ADDR --secret SECRET [--status N] [--fail-rate F]
                                      a receiver that verifies signatures and prints deliveries
-  ringgate plugin run --module FILE [--event NAME | --input FILE] [--config KEY=VALUE ...]
+  ringgate plugin run --module FILE [--event NAME | --input FILE] [--config KEY=VALUE ...] [--repeat N]
                                      run a transform once; prints body, headers, guest log, time
+  ringgate restore --config FILE --input BACKUP
+                                     load a backup (GET /api/v1/backup) into an empty storage.path
   ringgate version                   print the version
 `
 
@@ -52,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return simulate(args[1:], stdout, stderr)
 	case "plugin":
 		return plugin(args[1:], stdout, stderr)
+	case "restore":
+		return restore(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ringgate", gateway.Version)
 		return 0
@@ -75,6 +80,43 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *file)
+	return 0
+}
+
+// restore loads a backup taken with GET /api/v1/backup into the config's storage.path, which
+// must not hold a store yet.
+func restore(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "ringgate.yaml", "config file: the backup goes to its storage.path")
+	input := fs.String("input", "", "the backup file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if *input == "" {
+		fmt.Fprintln(stderr, "restore: --input is required")
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if cfg.Storage.Backend != "badger" {
+		fmt.Fprintf(stderr, "restore: storage.backend is %s; a JetStream store is restored with NATS's tools (nats stream restore)\n", cfg.Storage.Backend)
+		return 1
+	}
+	in, err := os.Open(*input)
+	if err != nil {
+		fmt.Fprintln(stderr, "restore:", err)
+		return 1
+	}
+	defer in.Close()
+	if err := badgerstore.Restore(cfg.Storage.Path, in, badgerstore.Options{Logger: newLogger(cfg, stderr)}); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "restored %s into %s\n", *input, cfg.Storage.Path)
 	return 0
 }
 

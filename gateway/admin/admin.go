@@ -3,11 +3,13 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -118,6 +120,8 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.qualify(ctx, parts[3])
 	case is("POST", 3, "api", "v1", "reload"):
 		a.reload(ctx)
+	case is("GET", 3, "api", "v1", "backup"):
+		a.backup(ctx)
 	default:
 		httpx.Error(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
 	}
@@ -404,6 +408,51 @@ func (a *API) qualify(ctx *fasthttp.RequestCtx, raw string) {
 	default:
 		httpx.JSON(ctx, 200, callJSON{c, calls.BaseData(&c)})
 	}
+}
+
+// backup streams a consistent copy of the store while the gateway runs; ringgate restore loads
+// it into a new data directory. A copy cut short (the connection dropped, a store error) ends
+// early, and restore refuses it.
+func (a *API) backup(ctx *fasthttp.RequestCtx) {
+	b, ok := a.opt.Store.(store.Backuper)
+	if !ok {
+		httpx.Error(ctx, fasthttp.StatusNotImplemented, "not_implemented",
+			"this storage backend is backed up with its own tools (NATS JetStream: nats stream backup)")
+		return
+	}
+	name := "ringgate-" + time.Now().UTC().Format("20060102-150405") + ".backup"
+	ctx.SetContentType("application/octet-stream")
+	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	conn, log := ctx.Conn(), a.opt.Logger
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		start := time.Now()
+		cw := &countingWriter{w: w, conn: conn}
+		if err := b.Backup(context.Background(), cw); err != nil {
+			log.Error("admin: backup failed; the copy sent is incomplete", "err", err, "bytes", cw.n)
+			conn.Close() // the client sees the response cut short, not a complete one
+			return
+		}
+		if err := w.Flush(); err != nil {
+			log.Error("admin: backup not delivered", "err", err, "bytes", cw.n)
+			return
+		}
+		log.Info("admin: backup sent", "bytes", cw.n, "took", time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// countingWriter counts what a backup writes, and gives each write a minute: the admin
+// listener's write timeout covers a whole response, which a large backup can outlast.
+type countingWriter struct {
+	w    *bufio.Writer
+	conn net.Conn
+	n    int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // internal logs the cause and tells the client only that it failed.

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -366,6 +367,12 @@ func (o *Outcome) ApplyBreaker(st *EndpointState) bool {
 // second.
 func SessionTTL(s Session, grace time.Duration) time.Duration {
 	return max(time.Until(s.HoldUntil)+grace, time.Second)
+}
+
+// Backuper is implemented by stores that can write a consistent copy of themselves while they
+// run (Badger; a JetStream store is backed up with NATS's own tools).
+type Backuper interface {
+	Backup(ctx context.Context, w io.Writer) error
 }
 
 // Pinger is implemented by stores that live elsewhere: Ping reports whether the store can take

@@ -3,13 +3,17 @@
 package badger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -93,7 +97,25 @@ func Open(dir string, opt Options) (*Store, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	bo := bdb.DefaultOptions(dir).
+	db, err := bdb.Open(badgerOptions(dir, opt))
+	if err != nil {
+		return nil, fmt.Errorf("open store at %s: %w", dir, err)
+	}
+	s := &Store{db: db, opt: opt, ops: make(chan *op, 4096), quit: make(chan struct{}), synced: make(chan []*op, 1024),
+		enabled: map[string]bool{}, staged: map[string]bool{}}
+	if err := s.loadEnabled(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(3)
+	go s.committer()
+	go s.syncer()
+	go s.gc()
+	return s, nil
+}
+
+func badgerOptions(dir string, opt Options) bdb.Options {
+	return bdb.DefaultOptions(dir).
 		WithLogger(badgerLogger{opt.Logger}).
 		WithSyncWrites(false). // the committer syncs once per batch instead
 		WithDetectConflicts(false).
@@ -113,21 +135,108 @@ func Open(dir string, opt Options) (*Store, error) {
 		// Payloads and queue entries (compressed, a few hundred bytes) go to the value log:
 		// appended once instead of rewritten by every flush and compaction.
 		WithValueThreshold(256)
-	db, err := bdb.Open(bo)
-	if err != nil {
-		return nil, fmt.Errorf("open store at %s: %w", dir, err)
+}
+
+var _ store.Backuper = (*Store)(nil)
+
+// A backup file is Badger's backup stream between a header and a footer that gives the
+// stream's length, so that a copy cut short (a dropped connection) is recognised as such.
+const (
+	backupHeader = "ringgate backup 1\n"
+	backupFooter = "RGBKEND1" // followed by the stream's length, uint64 big-endian
+)
+
+// Backup writes a consistent copy of the store as it is now while it keeps serving. Restore
+// reads it back.
+func (s *Store) Backup(ctx context.Context, w io.Writer) error {
+	if _, err := io.WriteString(w, backupHeader); err != nil {
+		return err
 	}
-	s := &Store{db: db, opt: opt, ops: make(chan *op, 4096), quit: make(chan struct{}), synced: make(chan []*op, 1024),
-		enabled: map[string]bool{}, staged: map[string]bool{}}
-	if err := s.loadEnabled(); err != nil {
-		db.Close()
+	cw := &countWriter{w: w}
+	if _, err := s.db.Backup(cw, 0); err != nil {
+		return err
+	}
+	_, err := w.Write(binary.BigEndian.AppendUint64([]byte(backupFooter), uint64(cw.n)))
+	return err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Restore loads a Backup file into dir, which must hold no store yet. It loads into a
+// directory beside dir and renames it into place once synced, so a restore that fails leaves
+// nothing behind.
+func Restore(dir string, f *os.File, opt Options) error {
+	stream, err := backupStream(f)
+	if err != nil {
+		return fmt.Errorf("restore from %s: %w", f.Name(), err)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("restore into %s: the directory is not empty; restore into a new one and point storage.path at it", dir)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	tmp := filepath.Clean(dir) + ".restoring"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("restore into %s: %w", dir, err)
+	}
+	err = func() error {
+		db, err := bdb.Open(badgerOptions(tmp, opt))
+		if err != nil {
+			return err
+		}
+		if err := db.Load(bufio.NewReaderSize(stream, 1<<20), 256); err != nil {
+			db.Close()
+			return err
+		}
+		if err := db.Sync(); err != nil {
+			db.Close()
+			return err
+		}
+		return db.Close()
+	}()
+	if err == nil {
+		os.Remove(dir) // empty, or absent
+		err = os.Rename(tmp, dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("restore into %s: %w", dir, err)
+	}
+	return nil
+}
+
+// backupStream checks a backup file's header and footer and returns its Badger stream.
+func backupStream(f *os.File) (io.Reader, error) {
+	st, err := f.Stat()
+	if err != nil {
 		return nil, err
 	}
-	s.wg.Add(3)
-	go s.committer()
-	go s.syncer()
-	go s.gc()
-	return s, nil
+	head := make([]byte, len(backupHeader))
+	if _, err := io.ReadFull(f, head); err != nil || string(head) != backupHeader {
+		return nil, errors.New("not a ringgate backup (GET /api/v1/backup makes one)")
+	}
+	foot := make([]byte, len(backupFooter)+8)
+	size := st.Size() - int64(len(head)) - int64(len(foot))
+	if size < 0 {
+		return nil, errors.New("the backup is incomplete (cut short while it was taken or copied)")
+	}
+	if _, err := f.ReadAt(foot, st.Size()-int64(len(foot))); err != nil {
+		return nil, err
+	}
+	if string(foot[:len(backupFooter)]) != backupFooter || binary.BigEndian.Uint64(foot[len(backupFooter):]) != uint64(size) {
+		return nil, errors.New("the backup is incomplete (cut short while it was taken or copied)")
+	}
+	return io.NewSectionReader(f, int64(len(head)), size), nil
 }
 
 // Close stops the committer after the operations already queued, then closes Badger. It is
