@@ -54,6 +54,13 @@ func FuzzMapMatchesReference(f *testing.F) {
 			return
 		}
 		got, err := Map(b, tag)
+		if _, isObject := generic.(map[string]any); !isObject {
+			// encoding/json decodes null into an empty event; an event is an object
+			if err == nil {
+				t.Fatalf("payload %s mapped to %s", b, got)
+			}
+			return
+		}
 		want, werr := refMap(b, tag)
 		if werr != nil {
 			return // a type the reference refuses (a number where a string goes, ...)
