@@ -256,6 +256,13 @@ func TestDashboardRefusesForgeries(t *testing.T) {
 	if resp, _ := do("POST", "/endpoints/crm/test", url.Values{"event": {"call.missed"}, "csrf": {m[1]}}, session); resp.StatusCode != 303 {
 		t.Errorf("good CSRF token: %d", resp.StatusCode)
 	}
+	// The signed-in operator downloads a backup; nobody else does.
+	if resp, body := do("GET", "/backup", nil, session); resp.StatusCode != 200 || !strings.HasPrefix(body, "ringgate backup 1\n") {
+		t.Errorf("backup from the dashboard: %d %.40q", resp.StatusCode, body)
+	}
+	if resp, _ := do("GET", "/backup", nil, ""); resp.StatusCode != 303 {
+		t.Errorf("backup without signing in: %d", resp.StatusCode)
+	}
 	// A cookie forged without the admin token, and a wrong bearer token.
 	if resp, _ := do("GET", "/", nil, "ringgate_session=v1.9999999999."+strings.Repeat("a", 64)); resp.StatusCode != 303 {
 		t.Errorf("forged cookie: %d", resp.StatusCode)

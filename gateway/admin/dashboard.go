@@ -212,6 +212,8 @@ func (a *API) dashboard(ctx *fasthttp.RequestCtx, path string) {
 		a.render(ctx, 200, "call", p)
 	case post && len(parts) == 3 && parts[0] == "calls" && parts[2] == "qualify":
 		a.qualifyForm(ctx, parts[1])
+	case get && path == "/backup":
+		a.backup(ctx)
 	default:
 		a.notFound(ctx, p, "No such page.")
 	}
