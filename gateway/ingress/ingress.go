@@ -124,7 +124,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 	if route == "/twilio/intelligence" {
 		body := append([]byte(nil), ctx.PostBody()...)
 		if sig == "" || !ValidBody(cfg.Twilio.AuthToken, signed, body, sig) {
-			return h.forbidden(ctx, route, sig)
+			return h.forbidden(ctx, route, sig, func(u string) bool { return ValidBody(cfg.Twilio.AuthToken, u, body, sig) })
 		}
 		var cb struct {
 			TranscriptSID string `json:"transcript_sid"`
@@ -146,7 +146,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 		form.Add(string(k), string(v))
 	}
 	if sig == "" || !Valid(cfg.Twilio.AuthToken, signed, form, sig) {
-		return h.forbidden(ctx, route, sig)
+		return h.forbidden(ctx, route, sig, func(u string) bool { return Valid(cfg.Twilio.AuthToken, u, form, sig) })
 	}
 	if err := checkSIDs(form); err != nil {
 		return h.finish(ctx, route, err, nil)
@@ -174,11 +174,43 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 	return "not_found"
 }
 
-func (h *Handler) forbidden(ctx *fasthttp.RequestCtx, route, sig string) string {
-	remote := httpx.ClientAddr(ctx, h.opt.Config().Server.TrustedPrefixes())
-	h.opt.Logger.Warn("twilio callback refused: bad signature", "route", route, "remote", remote.String(), "signature_present", sig != "")
+// forbidden refuses a callback whose signature does not match server.public_url. When it does
+// match the URL the request reached (its Host, or the X-Forwarded-Host and -Proto a proxy sent),
+// the log says so: a public_url that differs from what Twilio calls is the usual cause.
+func (h *Handler) forbidden(ctx *fasthttp.RequestCtx, route, sig string, validFor func(url string) bool) string {
+	cfg := h.opt.Config()
+	args := []any{"route", route, "remote", httpx.ClientAddr(ctx, cfg.Server.TrustedPrefixes()).String(), "signature_present", sig != ""}
+	if sig != "" {
+		if base := reachedURL(ctx, validFor); base != "" {
+			args = append(args, "hint", "the signature is good for "+base+": set server.public_url to the URL Twilio calls (it is "+cfg.Server.PublicURL+")")
+		}
+	}
+	h.opt.Logger.Warn("twilio callback refused: bad signature", args...)
 	ctx.Error("invalid X-Twilio-Signature\n", fasthttp.StatusForbidden)
 	return "forbidden"
+}
+
+// reachedURL returns the base URL (scheme and host) the request reached that its signature is
+// good for, or "".
+func reachedURL(ctx *fasthttp.RequestCtx, validFor func(url string) bool) string {
+	host := string(ctx.Request.Header.Peek("X-Forwarded-Host"))
+	if host == "" {
+		host = string(ctx.Host())
+	}
+	if host == "" || strings.ContainsAny(host, "/ ,") {
+		return ""
+	}
+	schemes := []string{"https", "http"}
+	if p := string(ctx.Request.Header.Peek("X-Forwarded-Proto")); p == "http" {
+		schemes = []string{"http", "https"}
+	}
+	for _, sc := range schemes {
+		base := sc + "://" + host
+		if validFor(SignedURL(base, string(ctx.Path()), string(ctx.URI().QueryString()))) {
+			return base
+		}
+	}
+	return ""
 }
 
 // finish answers a handled callback: TwiML for a decision, 204 otherwise. Only a failure to make

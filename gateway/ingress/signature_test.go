@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"net/url"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The reference vector in Twilio's request-validation documentation.
@@ -56,6 +58,36 @@ func TestSignedURL(t *testing.T) {
 	} {
 		if got := SignedURL(c.public, c.path, c.query); got != c.want {
 			t.Errorf("SignedURL(%q, %q, %q) = %q, want %q", c.public, c.path, c.query, got, c.want)
+		}
+	}
+}
+
+// A signature refused for server.public_url is checked against the URL the request reached,
+// for the log's hint.
+func TestReachedURL(t *testing.T) {
+	form := url.Values{"CallSid": {"CA1"}, "From": {"+14155550000"}}
+	for _, c := range []struct {
+		name, signedFor, host, fwdHost, fwdProto, want string
+	}{
+		{"Host header", "https://old.example.com/twilio/voice", "old.example.com", "", "", "https://old.example.com"},
+		{"plain http", "http://10.0.0.5:8080/twilio/voice", "10.0.0.5:8080", "", "", "http://10.0.0.5:8080"},
+		{"behind a proxy", "https://calls.example.net/twilio/voice", "127.0.0.1:8080", "calls.example.net", "https", "https://calls.example.net"},
+		{"signed for another host", "https://elsewhere.example.com/twilio/voice", "old.example.com", "", "", ""},
+		{"a forged host", "https://old.example.com/twilio/voice", "old.example.com/x", "", "", ""},
+	} {
+		sig := Sign("token", c.signedFor, form)
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI("/twilio/voice")
+		ctx.Request.Header.SetHost(c.host)
+		if c.fwdHost != "" {
+			ctx.Request.Header.Set("X-Forwarded-Host", c.fwdHost)
+		}
+		if c.fwdProto != "" {
+			ctx.Request.Header.Set("X-Forwarded-Proto", c.fwdProto)
+		}
+		got := reachedURL(&ctx, func(u string) bool { return Valid("token", u, form, sig) })
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }
