@@ -343,6 +343,19 @@ func (h *Host) Provision(ctx context.Context, cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// Check compiles a transform's module and checks its exports and imports, as Provision does,
+// without keeping anything for deliveries (ringgate check).
+func (h *Host) Check(ctx context.Context, t *config.Transform) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rt, err := h.runtimeFor(ctx, pages(t.MemoryLimit))
+	if err != nil {
+		return err
+	}
+	_, err = h.load(ctx, rt, t.Module)
+	return err
+}
+
 // poolFor returns the endpoint's pool on the module's current version.
 func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) {
 	key := poolKey{ep.ID, ep.Transform.Module, pages(ep.Transform.MemoryLimit)}

@@ -301,6 +301,44 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// ringgate check compiles the transforms too, and points at the module of each broken one.
+func TestCheckCompilesTransforms(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	root, _ := filepath.Abs("../..")
+	dir := t.TempDir()
+	badImport := filepath.Join(dir, "badimport.wasm")
+	if out, err := exec.Command("wat2wasm", filepath.Join(root, "plugins/testdata/badimport.wat"), "-o", badImport).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v %s", err, out)
+	}
+	cfg := filepath.Join(dir, "ringgate.yaml")
+	write := func(modules ...string) {
+		y := `server: {public_url: "https://calls.example.com", admin: {token: "0123456789abcdef"}}
+twilio: {auth_token: x}
+workspaces:
+  - id: 1
+    name: W
+    endpoints:
+`
+		for i, m := range modules {
+			y += fmt.Sprintf("      - {id: e%d, url: \"https://crm.example.com/h\", events: [call.completed], transform: {module: %q}}\n", i, m)
+		}
+		os.WriteFile(cfg, []byte(y), 0o644)
+	}
+	write(filepath.Join(root, "plugins/examples/gohighlevel/gohighlevel.wasm"), filepath.Join(root, "plugins/examples/wat/event-header.wasm"))
+	if out, err := exec.Command(binary, "check", "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("good transforms: %v %s", err, out)
+	}
+	write(filepath.Join(root, "plugins/examples/gohighlevel/gohighlevel.wasm"), filepath.Join(root, "plugins/testdata/notwasm.wasm"), badImport)
+	cmd := exec.Command(binary, "check", "--config", cfg)
+	out, _ := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if cmd.ProcessState.ExitCode() != 1 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], cfg+":8:") || !strings.Contains(lines[0], "endpoints[1].transform.module: ") ||
+		!strings.HasPrefix(lines[1], cfg+":9:") || !strings.Contains(lines[1], "endpoints[2].transform.module: ") || !strings.Contains(lines[1], "import") {
+		t.Fatalf("exit %d:\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
 func TestAdminAPIAndReload(t *testing.T) {
 	dir := t.TempDir()
 	sink := newSlowSink(t, 0)

@@ -10,19 +10,22 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/ringgate/ringgate/gateway"
 	"github.com/ringgate/ringgate/gateway/config"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	"github.com/ringgate/ringgate/plugins"
 )
 
 const usage = `ringgate: a self-hosted edge gateway for call tracking
 
 Usage:
   ringgate serve   --config FILE     run the gateway (SIGHUP reloads, SIGINT/SIGTERM stop)
-  ringgate check   --config FILE     validate a config; every problem as FILE:LINE:COL
+  ringgate check   --config FILE     validate a config and compile its transforms; every problem
+                                     as FILE:LINE:COL
   ringgate simulate --config FILE --to NUMBER [--from NUMBER] [--outcome OUTCOME] [--gateway URL]
                                      play Twilio: the signed callbacks of one call; prints its SID
                                      (outcomes: answered, no-answer, busy, failed, voicemail, blocked)
@@ -75,12 +78,48 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if fs.Parse(args) != nil {
 		return 2
 	}
-	if _, err := config.Load(*file); err != nil {
+	cfg, err := config.Load(*file)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if errs := checkTransforms(cfg); len(errs) > 0 {
+		fmt.Fprintln(stderr, errs)
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *file)
 	return 0
+}
+
+// checkTransforms compiles each endpoint's transform and checks its exports and imports, as
+// serve and a reload do, so that a broken module is found before it is deployed.
+func checkTransforms(cfg *config.Config) config.Errors {
+	var errs config.Errors
+	var h *plugins.Host
+	for wi, ws := range cfg.Workspaces {
+		for ei, ep := range ws.Endpoints {
+			if ep.Transform == nil {
+				continue
+			}
+			if h == nil {
+				var err error
+				if h, err = plugins.NewHost(plugins.Options{CacheDir: wasmCache(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
+					return config.Errors{{File: cfg.File, Msg: err.Error()}}
+				}
+				defer h.Close()
+			}
+			if err := h.Check(context.Background(), ep.Transform); err != nil {
+				errs = append(errs, cfg.ErrorAt(fmt.Sprintf("workspaces[%d].endpoints[%d].transform.module", wi, ei), err.Error()))
+			}
+		}
+	}
+	return errs
+}
+
+// wasmCache is where commands other than serve keep compiled transforms.
+func wasmCache() string {
+	dir, _ := os.UserCacheDir()
+	return filepath.Join(dir, "ringgate", "wasm")
 }
 
 // restore loads a backup taken with GET /api/v1/backup into the config's storage.path, which

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -77,8 +76,7 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "plugin run: --memory takes a size like 64MiB, --repeat a count")
 		return 2
 	}
-	cache, _ := os.UserCacheDir()
-	h, err := plugins.NewHost(plugins.Options{CacheDir: filepath.Join(cache, "ringgate", "wasm"), CheckEvery: -1,
+	h, err := plugins.NewHost(plugins.Options{CacheDir: wasmCache(), CheckEvery: -1,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		fmt.Fprintln(stderr, "plugin run:", err)

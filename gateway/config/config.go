@@ -19,6 +19,8 @@ type Config struct {
 
 	// File is the path the config was read from ("" when parsed from bytes without a name).
 	File string `yaml:"-"`
+	// where is where in File each value was set (see ErrorAt).
+	where map[string]pos
 }
 
 type Server struct {

@@ -61,6 +61,7 @@ func Parse(data []byte, file string, lookup func(string) (string, bool)) (*Confi
 	if len(d.errs) > 0 {
 		return nil, sortErrors(d.errs)
 	}
+	cfg.where = d.where
 	return cfg, nil
 }
 
@@ -112,23 +113,26 @@ type validator struct {
 	cfg *Config
 }
 
-// at reports a problem with the value at path, pointing at it when the file set it and at the
-// nearest enclosing value otherwise.
+// at reports a problem with the value at path.
 func (v *validator) at(path, format string, args ...any) {
 	if v.d.failed[path] {
 		return // already reported by the decoder
 	}
+	v.d.errs = append(v.d.errs, errorAt(v.d.file, v.d.where, path, fmt.Sprintf(format, args...)))
+}
+
+// errorAt is a problem with the value at path, pointing at it when the file set it and at the
+// nearest enclosing value otherwise.
+func errorAt(file string, where map[string]pos, path, msg string) Error {
 	p := path
 	for {
-		if w, ok := v.d.where[p]; ok {
-			v.d.errs = append(v.d.errs, Error{File: v.d.file, Line: w.line, Col: w.col, Msg: fmt.Sprintf("%s: %s", display(path), fmt.Sprintf(format, args...))})
-			return
+		if w, ok := where[p]; ok {
+			return Error{File: file, Line: w.line, Col: w.col, Msg: display(path) + ": " + msg}
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
 			if p == "" {
-				v.d.errs = append(v.d.errs, Error{File: v.d.file, Line: 1, Col: 1, Msg: fmt.Sprintf("%s: %s", display(path), fmt.Sprintf(format, args...))})
-				return
+				return Error{File: file, Line: 1, Col: 1, Msg: display(path) + ": " + msg}
 			}
 			p = ""
 			continue
@@ -136,6 +140,10 @@ func (v *validator) at(path, format string, args ...any) {
 		p = p[:i]
 	}
 }
+
+// ErrorAt is a problem found after loading (a transform that does not compile, say) with the
+// value at path ("workspaces[0].endpoints[1].transform.module"), pointing at it in the file.
+func (c *Config) ErrorAt(path, msg string) Error { return errorAt(c.File, c.where, path, msg) }
 
 var (
 	endpointIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
