@@ -137,7 +137,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 	g.stats.AddSessions(g.track)
 	g.admin = admin.New(admin.Options{
 		Engine: g.engine, Store: st, Calls: g.calls, Logger: opt.Logger, Version: Version,
-		Config: g.Config, Reload: g.Reload, Metrics: g.stats.Handler(),
+		Config: g.Config, Reload: g.Reload, Metrics: g.stats.Handler(), Tracker: g.track.Stats,
 	})
 	return g, nil
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -209,5 +210,17 @@ workspaces:
 		if vs[k] != w {
 			t.Errorf("visitor_session.%s = %v, want %q", k, vs[k], w)
 		}
+	}
+	// The dashboard's tracker page shows the pool with the visitor's number held.
+	req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+"/tracker", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "<td>Google Ads Campaign</td><td>2</td><td>1</td><td>1</td>") {
+		t.Errorf("tracker page: %d\n%s", resp.StatusCode, page)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/delivery"
 	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/httpx"
+	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/valyala/fasthttp"
 )
@@ -34,6 +35,8 @@ type Options struct {
 	Reload  func(ctx context.Context) error
 	// Metrics serves /metrics (nil: not served).
 	Metrics fasthttp.RequestHandler
+	// Tracker reports the website tracker's sessions and number pools (nil: no tracker page).
+	Tracker func() sessions.Stats
 }
 
 // API is the admin listener's handler.

@@ -214,6 +214,9 @@ func (a *API) dashboard(ctx *fasthttp.RequestCtx, path string) {
 		a.qualifyForm(ctx, parts[1])
 	case get && path == "/backup":
 		a.backup(ctx)
+	case get && path == "/tracker" && a.opt.Tracker != nil:
+		p.Title, p.Nav, p.Data = "Tracker", "tracker", a.trackerView()
+		a.render(ctx, 200, "tracker", p)
 	default:
 		a.notFound(ctx, p, "No such page.")
 	}
@@ -359,4 +362,28 @@ func (a *API) qualifyForm(ctx *fasthttp.RequestCtx, raw string) {
 	default:
 		redirect(ctx, back, "Lead qualified; lead.qualified sent.")
 	}
+}
+
+// poolView is one campaign's number pool on the tracker page.
+type poolView struct {
+	Campaign         string
+	Size, Held, Free int
+	Reuses           int64
+}
+
+// trackerView is what the tracker page shows: the session counters since start and each pool.
+func (a *API) trackerView() map[string]any {
+	st := a.opt.Tracker()
+	cfg := a.opt.Config()
+	var pools []poolView
+	for _, p := range st.Pools {
+		name := fmt.Sprint("campaign ", p.CampaignID)
+		for _, ws := range cfg.Workspaces {
+			if cp := ws.Campaign(p.CampaignID); cp != nil {
+				name = cp.Name
+			}
+		}
+		pools = append(pools, poolView{Campaign: name, Size: p.Size, Held: p.Held, Free: p.Size - p.Held, Reuses: p.Reuses})
+	}
+	return map[string]any{"S": st, "Pools": pools}
 }
