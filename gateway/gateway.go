@@ -145,6 +145,9 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 // Config returns the config in force.
 func (g *Gateway) Config() *config.Config { return g.cfg.Load() }
 
+// Tracker is the website tracker's side: visitor sessions and number pools.
+func (g *Gateway) Tracker() *sessions.Service { return g.track }
+
 // Engine exposes the delivery engine to packages that emit events (ingress, admin).
 func (g *Gateway) Engine() *delivery.Engine { return g.engine }
 

@@ -224,3 +224,65 @@ workspaces:
 		t.Errorf("tracker page: %d\n%s", resp.StatusCode, page)
 	}
 }
+
+// With data-consent="wait" the tracker stores, reads and sends nothing until the page calls
+// ringgate.consent(); then it swaps the number as usual.
+func TestTrackerWaitsForConsent(t *testing.T) {
+	if os.Getenv("RINGGATE_SKIP_BROWSER") != "" {
+		t.Skip("RINGGATE_SKIP_BROWSER is set")
+	}
+	siteLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := "http://" + siteLn.Addr().String()
+	g, _ := runGateway(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage: {path: %q}
+twilio: {auth_token: %s}
+workspaces:
+  - id: 1
+    name: My Workspace
+    tracker: {allowed_origins: [%q]}
+    campaigns:
+      - {id: 42, name: Web, forward_to: "+15550001111", swap_numbers: ["+15550001111"], numbers: [{id: 1, number: "+18005551234", pool: true}]}
+`, adminToken, t.TempDir(), authToken, site), gateway.Options{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><body><p id="t1">Call (555) 000-1111</p>
+<form id="f1"><input name="email"></form>
+<script async data-consent="wait" src="http://%s/t.js?w=1"></script></body></html>`, g.Addr())
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(siteLn)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx := browser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(site+"/?utm_source=google&gclid=abc")); err != nil {
+		t.Fatal(err)
+	}
+	// Until consent: the script has loaded, and left the page, the storage and the gateway alone.
+	eventually(t, "the tracker to load", func() bool {
+		ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`typeof window.ringgate === "object" && typeof window.ringgate.consent === "function"`))
+		return ok
+	})
+	time.Sleep(300 * time.Millisecond)
+	state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("t1").textContent + "|" + localStorage.length + "|" + document.querySelectorAll("#f1 input").length`))
+	if state != "Call (555) 000-1111|0|1" {
+		t.Fatalf("before consent: %s", state)
+	}
+	if st := g.Tracker().Stats(); st.Created != 0 {
+		t.Fatalf("a session was started before consent: %+v", st)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`window.ringgate.consent()`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the number swapped after consent", func() bool {
+		s, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#t1")))
+		return s == "Call (800) 555-1234"
+	})
+	if st := g.Tracker().Stats(); st.Created != 1 {
+		t.Fatalf("sessions after consent: %+v", st)
+	}
+}
