@@ -160,6 +160,7 @@ type Endpoint struct {
 	Name      string            `yaml:"name" example:"GoHighLevel Integration" doc:"A friendly name."`
 	URL       string            `yaml:"url" example:"https://services.leadconnectorhq.com/hooks/ID/webhook-trigger/ID" doc:"HTTPS URL that receives POSTs."`
 	Events    []string          `yaml:"events" example:"[call.completed, call.missed]" doc:"Event types delivered to this endpoint."`
+	Campaigns []int64           `yaml:"campaigns" example:"[42]" doc:"Only the events of these campaigns (ids in this workspace); omitted: every campaign."`
 	Secret    string            `yaml:"secret" example:"${GHL_WEBHOOK_SECRET}" doc:"whsec_ + base64 signing secret; generated and stored when omitted."`
 	Headers   map[string]string `yaml:"headers" example:"{X-Source: ringgate}" doc:"Extra request headers."`
 	Transform *Transform        `yaml:"transform" doc:"Optional WebAssembly transform."`
@@ -232,6 +233,19 @@ func (c *Campaign) Number(id int64) *Number {
 		}
 	}
 	return nil
+}
+
+// ForCampaign reports whether the endpoint takes the events of that campaign.
+func (e *Endpoint) ForCampaign(id int64) bool {
+	if len(e.Campaigns) == 0 {
+		return true
+	}
+	for _, c := range e.Campaigns {
+		if c == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Subscribed reports whether the endpoint takes that event type.

@@ -107,6 +107,8 @@ func TestBrokenConfigs(t *testing.T) {
 			"x.yaml:4:33: server.trusted_proxies[1]: \"proxy.internal\" is not an address or a CIDR range like 10.0.0.0/8"},
 		{"negative session limit", "    name: My Workspace\n", "    name: My Workspace\n    tracker: {new_sessions_per_minute: -1}\n",
 			"x.yaml:10:40: workspaces[0].tracker.new_sessions_per_minute: must be 0 (no limit) or more"},
+		{"unknown campaign", "events: [call.completed, call.missed]", "events: [call.completed, call.missed]\n        campaigns: [42, 7]",
+			"x.yaml:21:25: workspaces[0].endpoints[0].campaigns[1]: 7 is not a campaign of this workspace"},
 		{"duplicate endpoint", "    endpoints:\n", "    endpoints:\n      - {id: ghl, name: a, url: \"https://a.example.com\", events: [call.started]}\n",
 			"x.yaml:18:13: workspaces[0].endpoints[1].id: endpoint \"ghl\" is defined twice"},
 	}

@@ -357,7 +357,13 @@ func (v *validator) workspaces() {
 			v.campaign(fmt.Sprintf("%s.campaigns[%d]", wp, ci), cp, &u)
 		}
 		for ei, e := range w.Endpoints {
-			v.endpoint(fmt.Sprintf("%s.endpoints[%d]", wp, ei), e, &u)
+			ep := fmt.Sprintf("%s.endpoints[%d]", wp, ei)
+			v.endpoint(ep, e, &u)
+			for ci, id := range e.Campaigns {
+				if w.Campaign(id) == nil {
+					v.at(fmt.Sprintf("%s.campaigns[%d]", ep, ci), "%d is not a campaign of this workspace", id)
+				}
+			}
 		}
 	}
 }

@@ -345,9 +345,11 @@ func (e *Engine) Prepare(evs ...*events.Event) (store.Outbox, Published, error) 
 			return out, pub, fmt.Errorf("%w %d", ErrUnknownWorkspace, ev.Workspace.ID)
 		}
 		var targets []string
+		campaign, hasCampaign := ev.CampaignID()
 		for i := range ws.Endpoints {
-			if ws.Endpoints[i].Subscribed(ev.Type) {
-				targets = append(targets, ws.Endpoints[i].ID)
+			ep := &ws.Endpoints[i]
+			if ep.Subscribed(ev.Type) && (!hasCampaign || ep.ForCampaign(campaign)) {
+				targets = append(targets, ep.ID)
 			}
 		}
 		if err := e.prepare(&out, &pub, ev, targets, false); err != nil {

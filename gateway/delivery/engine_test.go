@@ -691,3 +691,57 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint with campaigns takes only those campaigns' events; one without takes all.
+func TestEndpointsTakeTheirCampaigns(t *testing.T) {
+	y := `
+server: {public_url: "http://127.0.0.1:8080", admin: {token: "0123456789abcdef"}}
+twilio: {auth_token: "test-token"}
+delivery: {allow_http: true, allow_private_networks: true}
+workspaces:
+  - id: 1
+    name: My Workspace
+    campaigns:
+      - {id: 42, name: Google, forward_to: "+15550001111", numbers: [{id: 1, number: "+18005551234"}]}
+      - {id: 43, name: Facebook, forward_to: "+15550001111", numbers: [{id: 2, number: "+18005551235"}]}
+    endpoints:
+      - {id: google, url: "http://127.0.0.1:1/a", events: [call.completed, call.blocked], campaigns: [42]}
+      - {id: facebook, url: "http://127.0.0.1:1/b", events: [call.completed, call.blocked], campaigns: [43]}
+      - {id: all, url: "http://127.0.0.1:1/c", events: [call.completed, call.blocked]}
+`
+	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, cfg, clock.Real{})
+	for _, c := range []struct {
+		typ      string
+		campaign int64
+		want     string
+	}{
+		{events.CallCompleted, 42, "google all"},
+		{events.CallCompleted, 43, "facebook all"},
+		{events.CallBlocked, 43, "facebook all"},
+	} {
+		ev, _ := events.Sample(c.typ, events.Workspace{ID: 1, Name: "My Workspace"}, time.Now())
+		switch d := ev.Data.(type) {
+		case events.CallData:
+			d.CampaignID = c.campaign
+			ev.Data = d
+		case events.BlockedData:
+			d.Campaign.ID = c.campaign
+			ev.Data = d
+		}
+		out, _, err := h.e.Prepare(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range out.Deliveries {
+			got = append(got, d.EndpointID)
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s of campaign %d went to %v, want %s", c.typ, c.campaign, got, c.want)
+		}
+	}
+}

@@ -50,6 +50,31 @@ type Event struct {
 	Trace string `json:"-"`
 }
 
+// CampaignID returns the campaign of the event's call (false for an event without one).
+func (e *Event) CampaignID() (int64, bool) {
+	switch d := e.Data.(type) {
+	case CallData:
+		return d.CampaignID, true
+	case RecordingData:
+		return d.CampaignID, true
+	case TranscriptionData:
+		return d.CampaignID, true
+	case LeadData:
+		return d.CampaignID, true
+	case VoicemailData:
+		return d.CampaignID, true
+	case VoicemailTranscribedData:
+		return d.CampaignID, true
+	case BlockedData:
+		return d.Campaign.ID, true
+	case *CallData:
+		return d.CampaignID, true
+	case *BlockedData:
+		return d.Campaign.ID, true
+	}
+	return 0, false
+}
+
 // Marshal renders the webhook body.
 func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
 

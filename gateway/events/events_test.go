@@ -206,3 +206,36 @@ func typeOf(v any) string {
 }
 
 func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// Every event type carries its call's campaign, for endpoints that take only some campaigns: the
+// one its payload names.
+func TestEveryEventHasItsCampaign(t *testing.T) {
+	for _, typ := range Types {
+		ev, err := Sample(typ, Workspace{ID: 1, Name: "W"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := ev.Marshal()
+		var p struct {
+			Data struct {
+				CampaignID *int64 `json:"campaign_id"`
+				Campaign   *struct {
+					ID int64 `json:"id"`
+				} `json:"campaign"`
+			} `json:"data"`
+		}
+		json.Unmarshal(b, &p)
+		var want int64
+		switch {
+		case p.Data.CampaignID != nil:
+			want = *p.Data.CampaignID
+		case p.Data.Campaign != nil:
+			want = p.Data.Campaign.ID
+		default:
+			t.Fatalf("%s names no campaign: %s", typ, b)
+		}
+		if id, ok := ev.CampaignID(); !ok || id != want || id == 0 {
+			t.Errorf("%s: campaign %d %v, want %d", typ, id, ok, want)
+		}
+	}
+}
