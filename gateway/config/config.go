@@ -163,6 +163,7 @@ type Endpoint struct {
 	Campaigns []int64           `yaml:"campaigns" example:"[42]" doc:"Only the events of these campaigns (ids in this workspace); omitted: every campaign."`
 	Secret    string            `yaml:"secret" example:"${GHL_WEBHOOK_SECRET}" doc:"whsec_ + base64 signing secret; generated and stored when omitted."`
 	Headers   map[string]string `yaml:"headers" example:"{X-Source: ringgate}" doc:"Extra request headers."`
+	RateLimit float64           `yaml:"rate_limit" default:"0" example:"5" doc:"At most this many attempts a second to this endpoint, for receivers with an API limit (bursts of up to one second's worth); 0: no limit."`
 	Transform *Transform        `yaml:"transform" doc:"Optional WebAssembly transform."`
 }
 

@@ -423,6 +423,9 @@ func (v *validator) endpoint(ep string, e Endpoint, u *unique) {
 	}
 	u.endpoints[e.ID] = true
 	v.endpointURL(ep+".url", e.URL)
+	if e.RateLimit < 0 || e.RateLimit > 100000 {
+		v.at(ep+".rate_limit", "must be between 0 (no limit) and 100000 attempts a second")
+	}
 	if len(e.Events) == 0 {
 		v.at(ep+".events", "subscribe to at least one event: %s", strings.Join(events.Types, ", "))
 	}

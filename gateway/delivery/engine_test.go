@@ -745,3 +745,32 @@ workspaces:
 		}
 	}
 }
+
+// rate_limit spaces an endpoint's attempts: a second's worth at once, then one per 1/rate, on the
+// engine's clock.
+func TestRateLimitSpacesAttempts(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
+	h := newHarness(t, cfg, fake)
+	for range 6 {
+		h.publish(events.CallCompleted)
+	}
+	eventually(t, "the first second's two attempts", func() bool { return r.count() == 2 })
+	settle := func(want int) {
+		t.Helper()
+		eventually(t, "the lane to wait for the next token", func() bool { return fake.Waiters() > 0 })
+		time.Sleep(50 * time.Millisecond) // real time: nothing more may go out
+		if n := r.count(); n != want {
+			t.Fatalf("%d attempts, want %d", n, want)
+		}
+	}
+	settle(2)
+	for i, want := range []int{3, 4, 5, 6} {
+		fake.Advance(500 * time.Millisecond)
+		eventually(t, fmt.Sprintf("attempt %d half a second later", i+3), func() bool { return r.count() == want })
+		if want < 6 {
+			settle(want)
+		}
+	}
+}

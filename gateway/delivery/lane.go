@@ -49,6 +49,9 @@ type lane struct {
 	cursor   time.Time
 	lastFull time.Time
 	dirty    bool // poked since the last read started: something new may be due
+	// tokens and tokensAt are the endpoint's rate_limit bucket: attempts that may start now.
+	tokens   float64
+	tokensAt time.Time
 	// rewind is the earliest due time (Unix ns) of deliveries published since the last read
 	// started; math.MaxInt64 when none. Publishers compute a due time before their commit, so
 	// a read may pass it first: the next read starts no later than it.
@@ -140,6 +143,34 @@ func (l *lane) collect() {
 // limit is how many attempts may run at once: the current config's max_in_flight.
 func (l *lane) limit() int { return l.e.cfg.Load().Delivery.MaxInFlight }
 
+// rate is the endpoint's rate_limit (0: none).
+func (l *lane) rate() float64 {
+	if ep := l.e.endpoint(l.id); ep != nil {
+		return ep.cfg.RateLimit
+	}
+	return 0
+}
+
+// take takes a token of the rate limit's bucket (up to one second's worth, and at least one,
+// refilled at rate a second); when there is none it reports how long until there is.
+func (l *lane) take(now time.Time, rate float64) (bool, time.Duration) {
+	if rate <= 0 {
+		return true, 0
+	}
+	burst := max(rate, 1)
+	if l.tokensAt.IsZero() {
+		l.tokens = burst
+	} else if now.After(l.tokensAt) {
+		l.tokens = min(burst, l.tokens+now.Sub(l.tokensAt).Seconds()*rate)
+	}
+	l.tokensAt = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true, 0
+	}
+	return false, time.Duration(math.Ceil((1 - l.tokens) / rate * float64(time.Second)))
+}
+
 func (l *lane) merge(r readResult) {
 	l.reading = false
 	for _, m := range l.deferred {
@@ -190,7 +221,12 @@ func (l *lane) run() {
 		if !l.reading && due && len(l.ready) < readBatch/2 && len(l.claimed) < limit+6*readBatch && !now.Before(l.backoff) {
 			l.startRead(now)
 		}
+		rate, throttled := l.rate(), time.Duration(-1)
 		for l.running < limit && len(l.ready) > 0 {
+			if ok, after := l.take(now, rate); !ok {
+				throttled = after
+				break
+			}
 			d := l.ready[0]
 			l.ready[0] = store.Delivery{}
 			l.ready = l.ready[1:]
@@ -213,6 +249,9 @@ func (l *lane) run() {
 				// the cursor without a poke (a busy lane is poked by its attempts)
 				wait = max(l.lastFull.Add(fullScanEvery).Sub(now), 0)
 			}
+		}
+		if throttled >= 0 && (wait < 0 || throttled < wait) {
+			wait = throttled // the rate limit's next token
 		}
 		var timer clock.Timer
 		var timerC <-chan time.Time
