@@ -403,6 +403,15 @@ func TestAdminAPIAndReload(t *testing.T) {
 	if code, body = n.api("POST", "/api/v1/deliveries/"+id+"/retry", ""); code != 409 {
 		t.Fatalf("retry of a success: %d %v", code, body)
 	}
+	if code, body = n.api("POST", "/api/v1/endpoints/sink/retry-failed", `{"limit": 5}`); code != 202 || body["queued"] != 0.0 {
+		t.Fatalf("retry-failed with nothing failed: %d %v", code, body)
+	}
+	if code, _ = n.api("POST", "/api/v1/endpoints/nope/retry-failed", ""); code != 404 {
+		t.Fatalf("retry-failed of an unknown endpoint: %d", code)
+	}
+	if code, _ = n.api("POST", "/api/v1/endpoints/sink/retry-failed", `{"limit": -1}`); code != 400 {
+		t.Fatalf("retry-failed with a bad limit: %d", code)
+	}
 	code, body = n.api("POST", "/api/v1/endpoints/sink/rotate-secret", "")
 	if s, _ := body["secret"].(string); code != 200 || !strings.HasPrefix(s, "whsec_") {
 		t.Fatalf("rotate: %d %v", code, body)

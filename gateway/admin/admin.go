@@ -109,6 +109,8 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.enable(ctx, parts[3])
 	case is("POST", 5, "api", "v1", "endpoints", "*", "rotate-secret"):
 		a.rotate(ctx, parts[3])
+	case is("POST", 5, "api", "v1", "endpoints", "*", "retry-failed"):
+		a.retryFailed(ctx, parts[3])
 	case is("GET", 3, "api", "v1", "deliveries"):
 		a.listDeliveries(ctx)
 	case is("GET", 4, "api", "v1", "deliveries"):
@@ -233,6 +235,33 @@ type deliveryJSON struct {
 type attemptJSON struct {
 	store.Attempt
 	DurationMS float64 `json:"duration_ms"`
+}
+
+// maxRetryFailed bounds one retry-failed request; send it again for more.
+const maxRetryFailed = 10000
+
+func (a *API) retryFailed(ctx *fasthttp.RequestCtx, id string) {
+	var req struct {
+		Limit int `json:"limit"`
+	}
+	if body := ctx.PostBody(); len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeStrict(body, &req); err != nil || req.Limit < 0 {
+			httpx.Error(ctx, 400, "bad_request", `body is optional: {"limit": N}, N up to 10000`)
+			return
+		}
+	}
+	if req.Limit == 0 || req.Limit > maxRetryFailed {
+		req.Limit = maxRetryFailed
+	}
+	n, err := a.opt.Engine.RetryFailed(ctx, id, req.Limit)
+	switch {
+	case errors.Is(err, delivery.ErrUnknownEndpoint):
+		httpx.Error(ctx, 404, "not_found", "no endpoint "+id)
+	case err != nil:
+		a.internal(ctx, "retry failed deliveries", err)
+	default:
+		httpx.JSON(ctx, 202, map[string]int{"queued": n})
+	}
 }
 
 func (a *API) listDeliveries(ctx *fasthttp.RequestCtx) {

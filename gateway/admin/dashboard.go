@@ -292,6 +292,13 @@ func (a *API) endpointAction(ctx *fasthttp.RequestCtx, p page, id, action string
 			return
 		}
 		redirect(ctx, back, fmt.Sprintf("Re-enabled; %d held deliveries released.", n))
+	case "retry-failed":
+		n, err := a.opt.Engine.RetryFailed(ctx, id, maxRetryFailed)
+		if err != nil {
+			a.internal(ctx, "retry failed deliveries", err)
+			return
+		}
+		redirect(ctx, back, fmt.Sprintf("%d failed deliveries queued for one more attempt.", n))
 	case "rotate-secret":
 		secret, err := a.opt.Engine.RotateSecret(ctx, id)
 		if err != nil {

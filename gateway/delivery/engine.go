@@ -433,6 +433,38 @@ func (e *Engine) Retry(ctx context.Context, id string) (store.Delivery, error) {
 	return d, err
 }
 
+// RetryFailed queues one manual attempt of each of the endpoint's failed deliveries, newest
+// first, at most limit of them (after a receiver's outage outlasted the retry schedule). It
+// returns how many were queued; the endpoint's rate_limit and max_in_flight pace them.
+func (e *Engine) RetryFailed(ctx context.Context, endpointID string, limit int) (int, error) {
+	if e.endpoint(endpointID) == nil {
+		return 0, ErrUnknownEndpoint
+	}
+	n, cursor := 0, ""
+	defer func() {
+		if n > 0 {
+			e.log.Info("failed deliveries queued again", "endpoint", endpointID, "deliveries", n)
+			e.wake(endpointID)
+		}
+	}()
+	for n < limit {
+		ds, err := e.store.Deliveries(ctx, store.DeliveryFilter{EndpointID: endpointID, Status: store.Failed, Limit: min(limit-n, 100), Cursor: cursor})
+		if err != nil || len(ds) == 0 {
+			return n, err
+		}
+		for _, d := range ds {
+			if _, err := e.store.Retry(ctx, d.ID, e.clock.Now()); errors.Is(err, store.ErrConflict) {
+				continue // retried meanwhile
+			} else if err != nil {
+				return n, err
+			}
+			n++
+		}
+		cursor = ds[len(ds)-1].ID
+	}
+	return n, nil
+}
+
 // Enable re-enables an endpoint and releases its held deliveries.
 func (e *Engine) Enable(ctx context.Context, endpointID string) (int, error) {
 	ep := e.endpoint(endpointID)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -772,5 +773,44 @@ func TestRateLimitSpacesAttempts(t *testing.T) {
 		if want < 6 {
 			settle(want)
 		}
+	}
+}
+
+// After an outage outlasting the retries, RetryFailed sends the failed deliveries once more.
+func TestRetryFailedAfterAnOutage(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	r.set(503)
+	h := newHarness(t, testConfig(t, endpointYAML("crm", r.URL), ", retry_schedule: []"), fake)
+	var ids []string
+	for range 3 {
+		ids = append(ids, h.publish(events.CallCompleted).DeliveryIDs[0])
+	}
+	failed := func(want store.Status, n int) func() bool {
+		return func() bool {
+			c := 0
+			for _, id := range ids {
+				if d, _ := h.delivery(id); d.Status == want {
+					c++
+				}
+			}
+			return c == n
+		}
+	}
+	eventually(t, "3 failed", failed(store.Failed, 3))
+	if _, err := h.e.RetryFailed(context.Background(), "nope", 10); !errors.Is(err, ErrUnknownEndpoint) {
+		t.Fatalf("unknown endpoint: %v", err)
+	}
+	r.set(200)
+	if n, err := h.e.RetryFailed(context.Background(), "crm", 2); n != 2 || err != nil {
+		t.Fatalf("limit 2: %d %v", n, err)
+	}
+	eventually(t, "2 delivered", failed(store.Success, 2))
+	if n, err := h.e.RetryFailed(context.Background(), "crm", 10); n != 1 || err != nil {
+		t.Fatalf("the rest: %d %v", n, err)
+	}
+	eventually(t, "3 delivered", failed(store.Success, 3))
+	if n, _ := h.e.RetryFailed(context.Background(), "crm", 10); n != 0 {
+		t.Fatalf("nothing failed is left, %d queued", n)
 	}
 }
