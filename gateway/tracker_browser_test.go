@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -222,6 +223,23 @@ workspaces:
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "<td>Google Ads Campaign</td><td>2</td><td>1</td><td>1</td>") {
 		t.Errorf("tracker page: %d\n%s", resp.StatusCode, page)
+	}
+	req, _ = http.NewRequest("GET", "http://"+g.AdminAddr()+"/api/v1/tracker", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Sessions map[string]int64 `json:"sessions"`
+		Pools    []struct {
+			CampaignID int64 `json:"campaign_id"`
+			Size, Held int
+		} `json:"pools"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	if tr.Sessions["started"] != 1 || len(tr.Pools) != 1 || tr.Pools[0].CampaignID != 42 || tr.Pools[0].Size != 2 || tr.Pools[0].Held != 1 {
+		t.Errorf("GET /api/v1/tracker: %+v", tr)
 	}
 }
 

@@ -127,6 +127,13 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.reload(ctx)
 	case is("GET", 3, "api", "v1", "backup"):
 		a.backup(ctx)
+	case is("GET", 3, "api", "v1", "tracker") && a.opt.Tracker != nil:
+		v := a.trackerView()
+		st := v["S"].(sessions.Stats)
+		httpx.JSON(ctx, 200, map[string]any{
+			"sessions": map[string]int64{"started": st.Created, "heartbeats": st.Refreshed, "crawlers": st.Crawlers, "refused": st.Limited},
+			"pools":    v["Pools"],
+		})
 	default:
 		httpx.Error(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
 	}

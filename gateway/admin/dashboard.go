@@ -371,18 +371,21 @@ func (a *API) qualifyForm(ctx *fasthttp.RequestCtx, raw string) {
 	}
 }
 
-// poolView is one campaign's number pool on the tracker page.
+// poolView is one campaign's number pool on the tracker page and in GET /api/v1/tracker.
 type poolView struct {
-	Campaign         string
-	Size, Held, Free int
-	Reuses           int64
+	CampaignID int64  `json:"campaign_id"`
+	Campaign   string `json:"campaign"`
+	Size       int    `json:"size"`
+	Held       int    `json:"held"`
+	Free       int    `json:"free"`
+	Reuses     int64  `json:"taken_over"`
 }
 
 // trackerView is what the tracker page shows: the session counters since start and each pool.
 func (a *API) trackerView() map[string]any {
 	st := a.opt.Tracker()
 	cfg := a.opt.Config()
-	var pools []poolView
+	pools := []poolView{}
 	for _, p := range st.Pools {
 		name := fmt.Sprint("campaign ", p.CampaignID)
 		for _, ws := range cfg.Workspaces {
@@ -390,7 +393,7 @@ func (a *API) trackerView() map[string]any {
 				name = cp.Name
 			}
 		}
-		pools = append(pools, poolView{Campaign: name, Size: p.Size, Held: p.Held, Free: p.Size - p.Held, Reuses: p.Reuses})
+		pools = append(pools, poolView{CampaignID: p.CampaignID, Campaign: name, Size: p.Size, Held: p.Held, Free: p.Size - p.Held, Reuses: p.Reuses})
 	}
 	return map[string]any{"S": st, "Pools": pools}
 }
