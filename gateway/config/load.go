@@ -332,15 +332,7 @@ func (v *validator) workspaces() {
 	u := unique{map[int64]bool{}, map[int64]bool{}, map[string]string{}, map[string]bool{}}
 	for wi, w := range v.cfg.Workspaces {
 		wp := fmt.Sprintf("workspaces[%d]", wi)
-		if w.ID < 1 {
-			v.at(wp+".id", "must be a positive integer")
-		} else if u.workspaces[w.ID] {
-			v.at(wp+".id", "workspace %d is defined twice", w.ID)
-		}
-		u.workspaces[w.ID] = true
-		if strings.TrimSpace(w.Name) == "" {
-			v.at(wp+".name", "is required")
-		}
+		v.idAndName(wp, "workspace", w.ID, w.Name, u.workspaces)
 		for oi, o := range w.Tracker.AllowedOrigins {
 			if ou, err := url.Parse(o); err != nil || (ou.Scheme != "https" && ou.Scheme != "http") || ou.Host == "" || (ou.Path != "" && ou.Path != "/") {
 				v.at(fmt.Sprintf("%s.tracker.allowed_origins[%d]", wp, oi), "%q is not an origin like https://example.com", o)
@@ -368,16 +360,21 @@ func (v *validator) workspaces() {
 	}
 }
 
+// idAndName checks a workspace's or a campaign's id (positive, unique) and name (set).
+func (v *validator) idAndName(path, what string, id int64, name string, seen map[int64]bool) {
+	if id < 1 {
+		v.at(path+".id", "must be a positive integer")
+	} else if seen[id] {
+		v.at(path+".id", "%s %d is defined twice", what, id)
+	}
+	seen[id] = true
+	if strings.TrimSpace(name) == "" {
+		v.at(path+".name", "is required")
+	}
+}
+
 func (v *validator) campaign(cpath string, cp Campaign, u *unique) {
-	if cp.ID < 1 {
-		v.at(cpath+".id", "must be a positive integer")
-	} else if u.campaigns[cp.ID] {
-		v.at(cpath+".id", "campaign %d is defined twice", cp.ID)
-	}
-	u.campaigns[cp.ID] = true
-	if strings.TrimSpace(cp.Name) == "" {
-		v.at(cpath+".name", "is required")
-	}
+	v.idAndName(cpath, "campaign", cp.ID, cp.Name, u.campaigns)
 	v.e164(cpath+".forward_to", cp.ForwardTo)
 	if cp.DialTimeout < 5*time.Second || cp.DialTimeout > 600*time.Second {
 		v.at(cpath+".dial_timeout", "must be between 5s and 600s")
