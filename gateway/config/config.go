@@ -163,6 +163,7 @@ type Endpoint struct {
 	Campaigns []int64           `yaml:"campaigns" example:"[42]" doc:"Only the events of these campaigns (ids in this workspace); omitted: every campaign."`
 	Secret    string            `yaml:"secret" example:"${GHL_WEBHOOK_SECRET}" doc:"whsec_ + base64 signing secret; generated and stored when omitted."`
 	Headers   map[string]string `yaml:"headers" example:"{X-Source: ringgate}" doc:"Extra request headers."`
+	Timeout   time.Duration     `yaml:"timeout" default:"0" example:"30s" doc:"Time for one attempt to this endpoint (a slow receiver); 0: delivery.timeout."`
 	RateLimit float64           `yaml:"rate_limit" default:"0" example:"5" doc:"At most this many attempts a second to this endpoint, for receivers with an API limit (bursts of up to one second's worth); 0: no limit."`
 	Transform *Transform        `yaml:"transform" doc:"Optional WebAssembly transform."`
 }
@@ -234,6 +235,15 @@ func (c *Campaign) Number(id int64) *Number {
 		}
 	}
 	return nil
+}
+
+// AttemptTimeout is the time for one attempt to the endpoint: its own timeout, or the
+// delivery section's.
+func (e *Endpoint) AttemptTimeout(d Delivery) time.Duration {
+	if e.Timeout > 0 {
+		return e.Timeout
+	}
+	return d.Timeout
 }
 
 // ForCampaign reports whether the endpoint takes the events of that campaign.

@@ -420,6 +420,9 @@ func (v *validator) endpoint(ep string, e Endpoint, u *unique) {
 	}
 	u.endpoints[e.ID] = true
 	v.endpointURL(ep+".url", e.URL)
+	if e.Timeout < 0 || e.Timeout > 5*time.Minute {
+		v.at(ep+".timeout", "must be between 1ms and 5m (0: delivery.timeout)")
+	}
 	if e.RateLimit < 0 || e.RateLimit > 100000 {
 		v.at(ep+".rate_limit", "must be between 0 (no limit) and 100000 attempts a second")
 	}

@@ -24,14 +24,27 @@ var errTruncated = errors.New("response body truncated")
 
 var respBufs = sync.Pool{New: func() any { b := make([]byte, ResponseCap+1); return &b }}
 
+// clientTimeout is the longest attempt of any endpoint: the client's own read and write
+// timeouts must not cut an attempt that its endpoint gives longer (each request has its own).
+func clientTimeout(cfg *config.Config) time.Duration {
+	t := cfg.Delivery.Timeout
+	for _, ws := range cfg.Workspaces {
+		for i := range ws.Endpoints {
+			t = max(t, ws.Endpoints[i].AttemptTimeout(cfg.Delivery))
+		}
+	}
+	return t
+}
+
 func newClient(cfg *config.Config, opt Options) *fasthttp.Client {
 	d := &Dialer{Resolver: opt.Resolver, AllowPrivate: cfg.Delivery.AllowPrivateNetworks}
+	timeout := clientTimeout(cfg)
 	return &fasthttp.Client{
 		Name:                     "ringgate/" + opt.Version,
 		DialTimeout:              d.Dial,
-		ReadTimeout:              cfg.Delivery.Timeout,
-		WriteTimeout:             cfg.Delivery.Timeout,
-		MaxConnWaitTimeout:       cfg.Delivery.Timeout,
+		ReadTimeout:              timeout,
+		WriteTimeout:             timeout,
+		MaxConnWaitTimeout:       timeout,
 		MaxConnsPerHost:          cfg.Delivery.MaxInFlight * 2,
 		MaxIdleConnDuration:      30 * time.Second,
 		MaxResponseBodySize:      ResponseCap,
@@ -120,7 +133,7 @@ func (e *Engine) send(ep *endpoint, d store.Delivery, body []byte, extra [][2]st
 	req.Header.Set("webhook-signature", signer.WebhookSignature(d.ID, ts, body))
 	req.SetBodyRaw(body)
 
-	timeout := e.cfg.Load().Delivery.Timeout
+	timeout := ep.cfg.AttemptTimeout(e.cfg.Load().Delivery)
 	start := time.Now()
 	err := e.client.Load().DoTimeout(req, resp, timeout)
 	r := result{}

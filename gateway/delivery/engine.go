@@ -75,8 +75,9 @@ type Engine struct {
 	clock  clock.Clock
 	log    *slog.Logger
 	client atomic.Pointer[fasthttp.Client]
-	// clientFor is the delivery config the client was built for.
-	clientFor config.Delivery
+	// clientFor is the delivery config the client was built for, clientTimeout its timeouts.
+	clientFor     config.Delivery
+	clientTimeout time.Duration
 
 	cfg       atomic.Pointer[config.Config]
 	endpoints atomic.Pointer[map[string]*endpoint]
@@ -125,12 +126,12 @@ func New(opt Options) *Engine {
 // its signer, and (once started) starts and stops lanes to match. It is also the reload path.
 func (e *Engine) Provision(ctx context.Context, cfg *config.Config) error {
 	e.mu.Lock()
-	if dc := cfg.Delivery; e.client.Load() == nil || dc.Timeout != e.clientFor.Timeout ||
+	if dc := cfg.Delivery; e.client.Load() == nil || clientTimeout(cfg) != e.clientTimeout ||
 		dc.AllowPrivateNetworks != e.clientFor.AllowPrivateNetworks || dc.MaxInFlight != e.clientFor.MaxInFlight {
 		if old := e.client.Swap(newClient(cfg, e.opt)); old != nil {
 			old.CloseIdleConnections()
 		}
-		e.clientFor = dc
+		e.clientFor, e.clientTimeout = dc, clientTimeout(cfg)
 	}
 	e.mu.Unlock()
 	if cfg.Delivery.AllowHTTP {

@@ -814,3 +814,36 @@ func TestRetryFailedAfterAnOutage(t *testing.T) {
 		t.Fatalf("nothing failed is left, %d queued", n)
 	}
 }
+
+// An endpoint's own timeout overrides delivery.timeout, longer or shorter.
+func TestEndpointTimeout(t *testing.T) {
+	slow := newReceiver(t, clock.Real{})
+	slow.handle = func(ctx *fasthttp.RequestCtx) bool { time.Sleep(300 * time.Millisecond); return false }
+	y := fmt.Sprintf(`
+server: {public_url: "http://127.0.0.1:8080", admin: {token: "0123456789abcdef"}}
+twilio: {auth_token: "test-token"}
+delivery: {allow_http: true, allow_private_networks: true, timeout: 100ms, retry_schedule: []}
+workspaces:
+  - id: 1
+    name: My Workspace
+    endpoints:
+      - {id: default, url: %q, events: [call.completed]}
+      - {id: patient, url: %q, events: [call.completed], timeout: 2s}
+      - {id: hasty, url: %q, events: [call.completed], timeout: 50ms}
+`, slow.URL, slow.URL, slow.URL)
+	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, cfg, clock.Real{})
+	p := h.publish(events.CallCompleted)
+	want := map[string]string{"default": "timed out after 100ms", "patient": "", "hasty": "timed out after 50ms"}
+	for _, id := range p.DeliveryIDs {
+		eventually(t, "the attempt", func() bool { d, _ := h.delivery(id); return d.Status.Final() })
+		d, as := h.delivery(id)
+		w := want[d.EndpointID]
+		if len(as) != 1 || !strings.Contains(as[0].Error, w) || (w == "") != (d.Status == store.Success) {
+			t.Errorf("%s: %s %+v, want %q", d.EndpointID, d.Status, as, w)
+		}
+	}
+}
