@@ -116,9 +116,13 @@ func checkTransforms(cfg *config.Config) config.Errors {
 	return errs
 }
 
-// wasmCache is where commands other than serve keep compiled transforms.
+// wasmCache is where commands other than serve keep compiled transforms ("": in memory only,
+// when the user has no cache directory).
 func wasmCache() string {
-	dir, _ := os.UserCacheDir()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
 	return filepath.Join(dir, "ringgate", "wasm")
 }
 

@@ -468,7 +468,9 @@ func (a *API) backup(ctx *fasthttp.RequestCtx) {
 		cw := &countingWriter{w: w, conn: conn}
 		if err := b.Backup(context.Background(), cw); err != nil {
 			log.Error("admin: backup failed; the copy sent is incomplete", "err", err, "bytes", cw.n)
-			conn.Close() // the client sees the response cut short, not a complete one
+			if conn != nil {
+				conn.Close() // the client sees the response cut short, not a complete one
+			}
 			return
 		}
 		if err := w.Flush(); err != nil {
@@ -488,7 +490,9 @@ type countingWriter struct {
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
-	c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	if c.conn != nil {
+		c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
