@@ -119,6 +119,8 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.retry(ctx, parts[3])
 	case is("GET", 3, "api", "v1", "calls"):
 		a.listCalls(ctx)
+	case is("GET", 3, "api", "v1", "calls.csv"):
+		a.callsCSV(ctx)
 	case is("GET", 4, "api", "v1", "calls"):
 		a.getCall(ctx, parts[3])
 	case is("POST", 5, "api", "v1", "calls", "*", "qualify"):

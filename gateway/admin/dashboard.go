@@ -214,6 +214,8 @@ func (a *API) dashboard(ctx *fasthttp.RequestCtx, path string) {
 		a.qualifyForm(ctx, parts[1])
 	case get && path == "/backup":
 		a.backup(ctx)
+	case get && path == "/calls.csv":
+		a.callsCSV(ctx)
 	case get && path == "/tracker" && a.opt.Tracker != nil:
 		p.Title, p.Nav, p.Data = "Tracker", "tracker", a.trackerView()
 		a.render(ctx, 200, "tracker", p)
