@@ -523,22 +523,29 @@ func TestScript(t *testing.T) {
 func FuzzSessionRequests(f *testing.F) {
 	for _, b := range []string{`{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`, `{"session_id": "x", "workspace_id": 1}`,
 		`{"attribution": {"gclid": "\u0000\ud800"}}`, `{"attribution": null}`, `[]`, `{"workspace_id": 1e400}`} {
-		f.Add("w=1", "https://example.com", b)
+		f.Add("w=1", "https://example.com", b, "Mozilla/5.0", "198.51.100.7")
 	}
-	f.Add("w=1&w=2", "https://example.com", `{}`)
-	f.Add("w=-1", "null", `{}`)
+	f.Add("w=1&w=2", "https://example.com", `{}`, "Googlebot/2.1", "10.0.0.1, 198.51.100.7")
+	f.Add("w=-1", "null", `{}`, "", "[2001:db8::1]:80, garbage")
 	cfg := testConfig(f, 3)
-	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 0 // every input reaches the store
+	// The limit runs (every request goes through the client address and the buckets) without
+	// refusing, so every input reaches the store.
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 1 << 30
+	cfg.Server.TrustedProxies = []string{"127.0.0.1"}
 	s, st := newService(f, cfg, clock.Real{})
-	f.Fuzz(func(t *testing.T, query, origin, body string) {
+	f.Fuzz(func(t *testing.T, query, origin, body, userAgent, forwardedFor string) {
 		if strings.ContainsFunc(query, func(r rune) bool { return r <= ' ' || r == '#' || r == 0x7f }) {
 			return // not a request line an HTTP server would take
 		}
+		var req fasthttp.Request
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("/v1/sessions?" + query)
+		req.Header.Set("Origin", origin)
+		req.Header.SetUserAgent(userAgent)
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		req.SetBodyString(body)
 		var ctx fasthttp.RequestCtx
-		ctx.Request.Header.SetMethod("POST")
-		ctx.Request.SetRequestURI("/v1/sessions?" + query)
-		ctx.Request.Header.Set("Origin", origin)
-		ctx.Request.SetBodyString(body)
+		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
 		if !s.Handler(&ctx) {
 			t.Fatal("not handled")
 		}
@@ -552,8 +559,14 @@ func FuzzSessionRequests(f *testing.F) {
 			var r struct {
 				SessionID string `json:"session_id"`
 			}
-			if err := json.Unmarshal(resp, &r); err != nil || r.SessionID == "" {
+			if err := json.Unmarshal(resp, &r); err != nil {
 				t.Fatalf("200 with %s", resp)
+			}
+			if r.SessionID == "" {
+				if !Crawler([]byte(userAgent)) {
+					t.Fatalf("200 without a session for %q: %s", userAgent, resp)
+				}
+				return
 			}
 			if _, err := st.Session(context.Background(), r.SessionID); err != nil {
 				t.Fatalf("session %s answered but not stored: %v", r.SessionID, err)
