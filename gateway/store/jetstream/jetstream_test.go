@@ -212,3 +212,54 @@ func TestRetentionSparesHeldDeliveries(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A node's lease on the deliveries it fetched is renewed while their attempts run, however long
+// (an endpoint may take minutes); once the node is gone the lease ends and another node sends
+// them.
+func TestLeaseIsRenewedWhileAttemptsRun(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	now := time.Now()
+	var ds []store.Delivery
+	for range 3 {
+		ds = append(ds, store.Delivery{ID: store.NewID("msg_", now), EventID: "evt_lease", Event: "call.completed",
+			WorkspaceID: 1, EndpointID: "ep", NextAt: now, CreatedAt: now, Payload: []byte(`{}`)})
+	}
+	if err := a.Publish(ctx, store.EventRecord{ID: "evt_lease", Type: "call.completed", WorkspaceID: 1, CreatedAt: now}, ds); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := a.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 3 {
+		t.Fatalf("node a fetched %d", len(got))
+	}
+	// Three and a half leases long, node b gets none of them.
+	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if got, _, _ := b.Due(ctx, "ep", time.Time{}, time.Now(), 10, nil); len(got) != 0 {
+			t.Fatalf("node b took %d deliveries node a is still sending", len(got))
+		}
+	}
+	a.Close() // gone without a word: its lease runs out
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _, _ := b.Due(ctx, "ep", time.Time{}, time.Now(), 10, nil)
+		if len(got) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b has %d deliveries of the node that went away", len(got))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
