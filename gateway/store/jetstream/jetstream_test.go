@@ -224,7 +224,7 @@ func TestLeaseIsRenewedWhileAttemptsRun(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ctx := context.Background()
 	open := func() *Store {
-		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: time.Second})
+		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: 1500 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,8 +244,8 @@ func TestLeaseIsRenewedWhileAttemptsRun(t *testing.T) {
 	if got, _, _ := a.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 3 {
 		t.Fatalf("node a fetched %d", len(got))
 	}
-	// Three and a half leases long, node b gets none of them.
-	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	// Nearly three leases long (renewed every third of one), node b gets none of them.
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if got, _, _ := b.Due(ctx, "ep", time.Time{}, time.Now(), 10, nil); len(got) != 0 {
 			t.Fatalf("node b took %d deliveries node a is still sending", len(got))
 		}
