@@ -65,6 +65,7 @@ type msg struct {
 	m      *nats.Msg
 	opts   []jetstream.PublishOpt
 	exists bool
+	queue  string // the endpoint of a queue message
 }
 
 func kvMsg(bucket, key string, data []byte) *nats.Msg {
@@ -84,7 +85,10 @@ func (s *Store) publishAll(ctx context.Context, ms []msg) error {
 	var first error
 	for i, f := range futs {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ms[i].queue != "" {
+				s.noteQueued(ms[i].queue, ack.Sequence)
+			}
 		case err := <-f.Err():
 			if !(ms[i].exists && isConflict(err)) && first == nil {
 				first = fmt.Errorf("publish %s: %w", ms[i].m.Subject, err)
@@ -151,7 +155,23 @@ func (s *Store) apply(ctx context.Context, t *txn) error {
 }
 
 func (s *Store) queueMsg(ep, id, msgID string) msg {
-	return msg{m: &nats.Msg{Subject: queueSubject + token(ep), Data: []byte(id)}, opts: []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}}
+	return msg{m: &nats.Msg{Subject: queueSubject + token(ep), Data: []byte(id)}, opts: []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}, queue: ep}
+}
+
+// noteQueued records the stream sequence of a queue message this node published for ep.
+func (s *Store) noteQueued(ep string, seq uint64) {
+	v, _ := s.queuedSeq.LoadOrStore(ep, new(atomic.Uint64))
+	last := v.(*atomic.Uint64)
+	for cur := last.Load(); seq > cur && !last.CompareAndSwap(cur, seq); cur = last.Load() {
+	}
+}
+
+// lastQueued is the stream sequence of the last queue message this node published for ep.
+func (s *Store) lastQueued(ep string) uint64 {
+	if v, ok := s.queuedSeq.Load(ep); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
 }
 
 func heldKey(ep, id string) string { return "held." + token(ep) + "." + id }
@@ -268,6 +288,8 @@ type lane struct {
 	// (Unix ns): a lane it stopped using (the endpoint left its config) no longer renews its
 	// messages.
 	lastDue atomic.Int64
+	// seen is the highest stream sequence this lane fetched or waited for.
+	seen atomic.Uint64
 }
 
 type entry struct {
@@ -330,26 +352,60 @@ func (l *lane) renew() {
 // fetch takes whatever the consumer has for this node now.
 func (l *lane) fetch(ctx context.Context) error {
 	const batchSize = 256
+	fetched := 0
 	for {
 		batch, err := l.cons.FetchNoWait(batchSize)
 		if err != nil {
 			return err
 		}
-		var got []jetstream.Msg
-		for m := range batch.Messages() {
-			got = append(got, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		got, err := l.collect(batch)
+		if err != nil {
 			return err
 		}
-		if len(got) == 0 {
-			return nil
+		fetched += len(got)
+		if len(got) > 0 {
+			l.take(ctx, got)
 		}
-		l.take(ctx, got)
 		if len(got) < batchSize {
-			return nil
+			break
 		}
 	}
+	// The consumer learns of a new message a moment after the stream stored it, so a read right
+	// after this node queued a delivery can find nothing, and the engine's lane would not read
+	// again until something else woke it. Once per message this node queued and has not seen,
+	// give the consumer a moment.
+	if q := l.s.lastQueued(l.ep); fetched == 0 && q > l.seen.Load() {
+		l.seen.Store(q)
+		// one message: a fetch returns when its batch is full or its wait is over
+		batch, err := l.cons.Fetch(1, jetstream.FetchMaxWait(20*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		got, err := l.collect(batch)
+		if err != nil {
+			return err
+		}
+		if len(got) > 0 {
+			l.take(ctx, got)
+			return l.fetch(ctx) // and the rest
+		}
+	}
+	return nil
+}
+
+// collect drains a fetch, noting the highest stream sequence seen.
+func (l *lane) collect(batch jetstream.MessageBatch) ([]jetstream.Msg, error) {
+	var got []jetstream.Msg
+	for m := range batch.Messages() {
+		got = append(got, m)
+		if md, err := m.Metadata(); err == nil && md.Sequence.Stream > l.seen.Load() {
+			l.seen.Store(md.Sequence.Stream)
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		return nil, err
+	}
+	return got, nil
 }
 
 // take loads the records of fetched messages (in parallel) and keeps those still queued.

@@ -104,6 +104,9 @@ type Store struct {
 
 	mu    sync.Mutex
 	lanes map[string]*lane
+	// queuedSeq is, by endpoint, the stream sequence of the last queue message this node
+	// published (*atomic.Uint64).
+	queuedSeq sync.Map
 
 	// notify hooks, set by the engine (store.Notifier).
 	hookMu     sync.RWMutex
