@@ -304,3 +304,65 @@ workspaces:
 		t.Fatalf("sessions after consent: %+v", st)
 	}
 }
+
+// Numbers outside North America are swapped in the formats pages write them: national with a
+// trunk 0, +CC with or without "(0)", 00CC, and in tel: links; other numbers stay.
+func TestTrackerSwapsInternationalNumbers(t *testing.T) {
+	if os.Getenv("RINGGATE_SKIP_BROWSER") != "" {
+		t.Skip("RINGGATE_SKIP_BROWSER is set")
+	}
+	siteLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := "http://" + siteLn.Addr().String()
+	g, _ := runGateway(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage: {path: %q}
+twilio: {auth_token: %s}
+workspaces:
+  - id: 1
+    name: London
+    tracker: {allowed_origins: [%q]}
+    campaigns:
+      - {id: 42, name: Web, forward_to: "+442079460018", swap_numbers: ["+442079460018"], numbers: [{id: 1, number: "+442079460099", pool: true}]}
+`, adminToken, t.TempDir(), authToken, site), gateway.Options{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><body>
+<p id="u1">Call 020 7946 0018 today</p><p id="u2">+44 20 7946 0018</p><p id="u3">+44 (0)20 7946 0018</p>
+<p id="u4">0044 20 7946 0018</p><p id="u5">020-7946-0018.</p><p id="u6">(020) 7946 0018</p>
+<p id="other">Fax 020 7946 9999 stays</p><a id="tel" href="tel:+442079460018">call</a>
+<script async src="http://%s/t.js?w=1"></script></body></html>`, g.Addr())
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(siteLn)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx := browser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(site+"/")); err != nil {
+		t.Fatal(err)
+	}
+	text := func(sel string) string {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return s
+	}
+	eventually(t, "the swap", func() bool { return strings.Contains(text("#u1"), "0099") })
+	for sel, want := range map[string]string{
+		"#u1": "Call 020 7946 0099 today", "#u2": "+44 20 7946 0099", "#u3": "+44 (0)20 7946 0099",
+		"#u4": "0044 20 7946 0099", "#u5": "020-7946-0099.", "#u6": "(020) 7946 0099",
+		"#other": "Fax 020 7946 9999 stays",
+	} {
+		if got := text(sel); got != want {
+			t.Errorf("%s = %q, want %q", sel, got, want)
+		}
+	}
+	href, _ := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#tel"), "href"))
+	if href.Value != "tel:+442079460099" {
+		t.Errorf("tel link %q", href.Value)
+	}
+}

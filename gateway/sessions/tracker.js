@@ -75,11 +75,21 @@
 
     // --- number swapping -------------------------------------------------------------------
     var swaps = []; // {re, digits}
-    function national(e164) { return e164.replace(/^\+1/, "").replace(/\D/g, ""); }
+    // Country calling codes are prefix-free: 1 and 7 have one digit, these two, the rest three.
+    var CC2 = " 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98 ";
+    function ccLen(d) { return /^[17]/.test(d) ? 1 : CC2.indexOf(" " + d.slice(0, 2) + " ") >= 0 ? 2 : 3; }
+    // national is the number without its country code: what a page writes after a trunk 0 or
+    // the +CC, and what a swap replaces (the prefix the page wrote stays).
+    function national(e164) { var d = e164.replace(/\D/g, ""); return d.slice(ccLen(d)); }
     function patternFor(e164) {
-      var d = national(e164);
-      if (d.length !== 10) return new RegExp(e164.replace(/\+/g, "\\+"), "g");
-      return new RegExp("(?:\\+?1[\\s.\\-]?)?\\(?" + d.slice(0, 3) + "\\)?[\\s.\\-]?" + d.slice(3, 6) + "[\\s.\\-]?" + d.slice(6), "g");
+      var all = e164.replace(/\D/g, ""), cc = all.slice(0, ccLen(all)), d = all.slice(cc.length);
+      if (cc === "1" && d.length === 10)
+        return new RegExp("(?:\\+?1[\\s.\\-]?)?\\(?" + d.slice(0, 3) + "\\)?[\\s.\\-]?" + d.slice(3, 6) + "[\\s.\\-]?" + d.slice(6), "g");
+      // elsewhere: +CC, 00CC (either with an optional "(0)") or a trunk 0, then the national
+      // number's digits with spaces, dots, dashes, slashes or parentheses between them
+      var sep = "[\\s.\\-/()]{0,2}";
+      return new RegExp("(?:(?:\\+|\\b00)" + cc + sep + "(?:\\(0\\)" + sep + ")?|(?:\\(|\\b)0" + sep + "|\\b)" +
+        d.split("").join(sep) + "(?!\\d)", "g");
     }
     // Keep the page's format: replace the digits of the match one by one, leaving the rest.
     function reformat(match, e164) {
@@ -115,7 +125,7 @@
         if (href.indexOf("tel:") !== 0) return;
         var d = href.slice(4).replace(/\D/g, "");
         swaps.forEach(function (s) {
-          if (d.slice(-10) === s.digits.slice(-10)) a.setAttribute("href", "tel:" + number);
+          if (d.length >= s.digits.length && d.slice(-s.digits.length) === s.digits) a.setAttribute("href", "tel:" + number);
         });
       });
     }
