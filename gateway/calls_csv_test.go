@@ -1,10 +1,10 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -23,16 +23,13 @@ func (v visitFrom) Match(context.Context, int64, string, time.Time) (*store.Attr
 // GET /api/v1/calls.csv: a row per call with its attribution, newest first, paged with
 // X-Next-Cursor; a visitor's "=formula" reaches a spreadsheet as text.
 func TestCallsCSV(t *testing.T) {
-	y := fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
-storage: {path: %q}
-twilio: {auth_token: %s}
+	y := testYAML(fmt.Sprintf("{path: %q}", t.TempDir()), `
 workspaces:
   - id: 1
     name: My Workspace
     campaigns:
       - {id: 42, name: Google Ads Campaign, forward_to: "+15550001111", numbers: [{id: 1, number: "+18005551234", name: Main, pool: true}]}
-`, adminToken, t.TempDir(), authToken)
+`)
 	g, cfg := runGateway(t, y, gateway.Options{Sessions: visitFrom{"utm_source": "google", "utm_campaign": `=HYPERLINK("http://evil.example","x")`}})
 	for _, from := range []string{"+14155550001", "+14155550002", "+14155550003"} {
 		if _, err := twiliosim.Run(twiliosim.Call{Config: cfg, Gateway: "http://" + g.Addr(), To: "+18005551234", From: from, Outcome: "answered"}); err != nil {
@@ -44,17 +41,11 @@ workspaces:
 		if query == "dashboard" {
 			path, query = "/calls.csv", "" // the dashboard's Download CSV
 		}
-		req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+path+query, nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, body := adminGet(t, g, path+query)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/csv; charset=utf-8" {
 			t.Fatalf("%s: %d %s", query, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
-		rows, err := csv.NewReader(resp.Body).ReadAll()
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -195,6 +195,16 @@ workspaces:
 	return e
 }
 
+// testYAML is a config with loopback listeners, the test tokens and storage, followed by rest
+// (delivery:, workspaces:, ...).
+func testYAML(storage, rest string) string {
+	return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
+storage: %s
+twilio: {auth_token: %s}
+`, adminToken, storage, authToken) + rest
+}
+
 // runGateway parses y and runs a gateway on it until the test ends.
 func runGateway(t testing.TB, y string, opt gateway.Options) (*gateway.Gateway, *config.Config) {
 	t.Helper()
@@ -290,6 +300,23 @@ func sortStrings(s []string) {
 }
 
 func data(m map[string]any) map[string]any { d, _ := m["data"].(map[string]any); return d }
+
+// adminGet GETs path on the gateway's admin listener with the admin token, and reads the body.
+func adminGet(t testing.TB, g *gateway.Gateway, path string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
 
 func (e *env) adminPost(path, body string) (int, map[string]any) {
 	req, _ := http.NewRequest("POST", e.admin+path, strings.NewReader(body))
@@ -634,14 +661,7 @@ func TestUnknownTwilioPathsAreCountedAsOther(t *testing.T) {
 		}
 	}
 	e.call("+18005551234", "+14155550111", "answered") // the process is still there
-	req, _ := http.NewRequest("GET", e.admin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, b := adminGet(t, e.g, "/metrics")
 	var routes []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "ringgate_twilio_callbacks_total{") {

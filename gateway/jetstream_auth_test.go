@@ -87,16 +87,11 @@ func TestJetStreamWithCredentials(t *testing.T) {
 		SystemAccount: sys.pub, AccountResolver: resolver})
 	recv := newReceiver(t)
 	cfgFor := func(creds string) string {
-		return fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
-storage: {path: %q, backend: jetstream, jetstream: {urls: [%q], credentials: %q}}
-twilio: {auth_token: %s}
-delivery: {allow_http: true, allow_private_networks: true}
-workspaces:
-  - id: 1
-    name: My Workspace
-    endpoints: [{id: crm, url: %q, events: [call.completed]}]
-`, adminToken, filepath.Join(dir, "node"), srv.ClientURL(), creds, authToken, recv.URL)
+		extra := ""
+		if creds != "" {
+			extra = fmt.Sprintf(", credentials: %q", creds)
+		}
+		return natsYAML(filepath.Join(dir, "node"), srv.ClientURL(), extra, recv.URL)
 	}
 
 	g, _ := runGateway(t, cfgFor(app.creds(dir, "node-1")), gateway.Options{})
@@ -112,11 +107,7 @@ workspaces:
 		"untrusted account": newNATSAccount(t, stranger, "OTHER", true).creds(dir, "stranger"),
 		"no credentials":    "",
 	} {
-		y := cfgFor(creds)
-		if creds == "" {
-			y = strings.Replace(y, `, credentials: ""`, "", 1)
-		}
-		cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
+		cfg, err := config.Parse([]byte(cfgFor(creds)), "test.yaml", func(string) (string, bool) { return "", false })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -67,21 +67,24 @@ func startNATS(t *testing.T, o server.Options) *server.Server {
 	return srv
 }
 
-func TestJetStreamOverTLS(t *testing.T) {
-	dir := t.TempDir()
-	caFile, srvTLS := testCA(t, dir)
-	srv := startNATS(t, server.Options{StoreDir: filepath.Join(dir, "js"), TLS: true, TLSConfig: srvTLS, TLSTimeout: 2})
-	recv := newReceiver(t)
-	y := fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
-storage: {path: %q, backend: jetstream, jetstream: {urls: [%q], tls: {ca: %q}}}
-twilio: {auth_token: %s}
+// natsYAML is a config on a JetStream store at url (jetstream options after the urls in
+// extra) with one endpoint at recvURL taking call.completed.
+func natsYAML(path, url, extra, recvURL string) string {
+	return testYAML(fmt.Sprintf("{path: %q, backend: jetstream, jetstream: {urls: [%q]%s}}", path, url, extra), fmt.Sprintf(`
 delivery: {allow_http: true, allow_private_networks: true}
 workspaces:
   - id: 1
     name: My Workspace
     endpoints: [{id: crm, url: %q, events: [call.completed]}]
-`, adminToken, dir, srv.ClientURL(), caFile, authToken, recv.URL)
+`, recvURL))
+}
+
+func TestJetStreamOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, srvTLS := testCA(t, dir)
+	srv := startNATS(t, server.Options{StoreDir: filepath.Join(dir, "js"), TLS: true, TLSConfig: srvTLS, TLSTimeout: 2})
+	recv := newReceiver(t)
+	y := natsYAML(dir, srv.ClientURL(), fmt.Sprintf(", tls: {ca: %q}", caFile), recv.URL)
 	g, _ := runGateway(t, y, gateway.Options{})
 	ev, _ := events.Sample(events.CallCompleted, events.Workspace{ID: 1, Name: "My Workspace"}, time.Now())
 	if _, err := g.Publish(t.Context(), ev); err != nil {
@@ -103,12 +106,8 @@ workspaces:
 		t.Fatalf("readyz %d with NATS up", code)
 	}
 	// Backups of a JetStream store are NATS's to take.
-	req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+"/api/v1/backup", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 501 {
-		t.Fatalf("backup on JetStream: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
+	if resp, body := adminGet(t, g, "/api/v1/backup"); resp.StatusCode != 501 {
+		t.Fatalf("backup on JetStream: %d %s", resp.StatusCode, body)
 	}
 	srv.Shutdown()
 	eventually(t, "readyz to answer 503 with NATS down", func() bool { return readyz() == 503 })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -120,13 +119,7 @@ workspaces:
 	})); err != nil {
 		t.Fatal(err)
 	}
-	text := func(sel string) string {
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return s
-	}
+	text := textOf(t, ctx)
 	// Wait for the swap, including the content added later.
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Contains(text("#t1"), "000-1111") || !strings.Contains(text("#late"), "Late") || strings.Contains(text("#late"), "000-1111") {
@@ -213,21 +206,9 @@ workspaces:
 		}
 	}
 	// The dashboard's tracker page shows the pool with the visitor's number held.
-	req, _ := http.NewRequest("GET", "http://"+g.AdminAddr()+"/tracker", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, page := adminGet(t, g, "/tracker")
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "<td>Google Ads Campaign</td><td>2</td><td>1</td><td>1</td>") {
 		t.Errorf("tracker page: %d\n%s", resp.StatusCode, page)
-	}
-	req, _ = http.NewRequest("GET", "http://"+g.AdminAddr()+"/api/v1/tracker", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	if resp, err = http.DefaultClient.Do(req); err != nil {
-		t.Fatal(err)
 	}
 	var tr struct {
 		Sessions map[string]int64 `json:"sessions"`
@@ -236,16 +217,18 @@ workspaces:
 			Size, Held int
 		} `json:"pools"`
 	}
-	json.NewDecoder(resp.Body).Decode(&tr)
-	resp.Body.Close()
+	_, body := adminGet(t, g, "/api/v1/tracker")
+	json.Unmarshal(body, &tr)
 	if tr.Sessions["started"] != 1 || len(tr.Pools) != 1 || tr.Pools[0].CampaignID != 42 || tr.Pools[0].Size != 2 || tr.Pools[0].Held != 1 {
 		t.Errorf("GET /api/v1/tracker: %+v", tr)
 	}
 }
 
-// With data-consent="wait" the tracker stores, reads and sends nothing until the page calls
-// ringgate.consent(); then it swaps the number as usual.
-func TestTrackerWaitsForConsent(t *testing.T) {
+// trackedSite runs a gateway whose workspace (named name, with the one campaign given as a
+// YAML flow mapping) lets the site's origin run the tracker, and a site serving page (a format
+// string given the gateway's address). It skips when browsers are off.
+func trackedSite(t *testing.T, name, campaign, page string) (*gateway.Gateway, string) {
+	t.Helper()
 	if os.Getenv("RINGGATE_SKIP_BROWSER") != "" {
 		t.Skip("RINGGATE_SKIP_BROWSER is set")
 	}
@@ -254,28 +237,43 @@ func TestTrackerWaitsForConsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := "http://" + siteLn.Addr().String()
-	g, _ := runGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
-storage: {path: %q}
-twilio: {auth_token: %s}
+	g, _ := runGateway(t, testYAML(fmt.Sprintf("{path: %q}", t.TempDir()), fmt.Sprintf(`
 workspaces:
   - id: 1
-    name: My Workspace
+    name: %s
     tracker: {allowed_origins: [%q]}
     campaigns:
-      - {id: 42, name: Web, forward_to: "+15550001111", swap_numbers: ["+15550001111"], numbers: [{id: 1, number: "+18005551234", pool: true}]}
-`, adminToken, t.TempDir(), authToken, site), gateway.Options{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+      - %s
+`, name, site, campaign)), gateway.Options{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><body><p id="t1">Call (555) 000-1111</p>
-<form id="f1"><input name="email"></form>
-<script async data-consent="wait" src="http://%s/t.js?w=1"></script></body></html>`, g.Addr())
-	})
-	srv := &http.Server{Handler: mux}
+		fmt.Fprintf(w, page, g.Addr())
+	})}
 	go srv.Serve(siteLn)
 	t.Cleanup(func() { srv.Close() })
+	return g, site
+}
 
+// textOf reads an element's text on the page in ctx.
+func textOf(t *testing.T, ctx context.Context) func(sel string) string {
+	return func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return s
+	}
+}
+
+// With data-consent="wait" the tracker stores, reads and sends nothing until the page calls
+// ringgate.consent(); then it swaps the number as usual.
+func TestTrackerWaitsForConsent(t *testing.T) {
+	g, site := trackedSite(t, "My Workspace",
+		`{id: 42, name: Web, forward_to: "+15550001111", swap_numbers: ["+15550001111"], numbers: [{id: 1, number: "+18005551234", pool: true}]}`,
+		`<!doctype html><html><body><p id="t1">Call (555) 000-1111</p>
+<form id="f1"><input name="email"></form>
+<script async data-consent="wait" src="http://%s/t.js?w=1"></script></body></html>`)
 	ctx := browser(t)
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(site+"/?utm_source=google&gclid=abc")); err != nil {
 		t.Fatal(err)
@@ -308,49 +306,18 @@ workspaces:
 // Numbers outside North America are swapped in the formats pages write them: national with a
 // trunk 0, +CC with or without "(0)", 00CC, and in tel: links; other numbers stay.
 func TestTrackerSwapsInternationalNumbers(t *testing.T) {
-	if os.Getenv("RINGGATE_SKIP_BROWSER") != "" {
-		t.Skip("RINGGATE_SKIP_BROWSER is set")
-	}
-	siteLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := "http://" + siteLn.Addr().String()
-	g, _ := runGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", public_url: "https://calls.example.com", admin: {listen: "127.0.0.1:0", token: %q}}
-storage: {path: %q}
-twilio: {auth_token: %s}
-workspaces:
-  - id: 1
-    name: London
-    tracker: {allowed_origins: [%q]}
-    campaigns:
-      - {id: 42, name: Web, forward_to: "+442079460018", swap_numbers: ["+442079460018"], numbers: [{id: 1, number: "+442079460099", pool: true}]}
-`, adminToken, t.TempDir(), authToken, site), gateway.Options{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><body>
+	_, site := trackedSite(t, "London",
+		`{id: 42, name: Web, forward_to: "+442079460018", swap_numbers: ["+442079460018"], numbers: [{id: 1, number: "+442079460099", pool: true}]}`,
+		`<!doctype html><html><body>
 <p id="u1">Call 020 7946 0018 today</p><p id="u2">+44 20 7946 0018</p><p id="u3">+44 (0)20 7946 0018</p>
 <p id="u4">0044 20 7946 0018</p><p id="u5">020-7946-0018.</p><p id="u6">(020) 7946 0018</p>
 <p id="other">Fax 020 7946 9999 stays</p><a id="tel" href="tel:+442079460018">call</a>
-<script async src="http://%s/t.js?w=1"></script></body></html>`, g.Addr())
-	})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(siteLn)
-	t.Cleanup(func() { srv.Close() })
-
+<script async src="http://%s/t.js?w=1"></script></body></html>`)
 	ctx := browser(t)
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(site+"/")); err != nil {
 		t.Fatal(err)
 	}
-	text := func(sel string) string {
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return s
-	}
+	text := textOf(t, ctx)
 	eventually(t, "the swap", func() bool { return strings.Contains(text("#u1"), "0099") })
 	for sel, want := range map[string]string{
 		"#u1": "Call 020 7946 0099 today", "#u2": "+44 20 7946 0099", "#u3": "+44 (0)20 7946 0099",

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -131,10 +132,9 @@ func (a *API) route(ctx *fasthttp.RequestCtx, path string) {
 		a.backup(ctx)
 	case is("GET", 3, "api", "v1", "tracker") && a.opt.Tracker != nil:
 		v := a.trackerView()
-		st := v["S"].(sessions.Stats)
 		httpx.JSON(ctx, 200, map[string]any{
-			"sessions": map[string]int64{"started": st.Created, "heartbeats": st.Refreshed, "crawlers": st.Crawlers, "refused": st.Limited},
-			"pools":    v["Pools"],
+			"sessions": map[string]int64{"started": v.S.Created, "heartbeats": v.S.Refreshed, "crawlers": v.S.Crawlers, "refused": v.S.Limited},
+			"pools":    v.Pools,
 		})
 	default:
 		httpx.Error(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
@@ -359,7 +359,9 @@ type callJSON struct {
 	Data events.CallData `json:"data"`
 }
 
-func (a *API) listCalls(ctx *fasthttp.RequestCtx) {
+// callFilter reads workspace=, cursor= and limit= (1 to maxLimit; 0 when absent) of a call
+// listing; on a bad value it answers 400 and reports false.
+func callFilter(ctx *fasthttp.RequestCtx, maxLimit int) (store.CallFilter, bool) {
 	q := ctx.QueryArgs()
 	f := store.CallFilter{}
 	for _, p := range []struct {
@@ -370,18 +372,26 @@ func (a *API) listCalls(ctx *fasthttp.RequestCtx) {
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil || n < 0 {
 				httpx.Error(ctx, 400, "bad_request", p.name+" must be a whole number")
-				return
+				return f, false
 			}
 			*p.dst = n
 		}
 	}
 	if v := q.Peek("limit"); len(v) > 0 {
 		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > 500 {
-			httpx.Error(ctx, 400, "bad_request", "limit must be between 1 and 500")
-			return
+		if err != nil || n < 1 || n > maxLimit {
+			httpx.Error(ctx, 400, "bad_request", fmt.Sprintf("limit must be between 1 and %d", maxLimit))
+			return f, false
 		}
 		f.Limit = n
+	}
+	return f, true
+}
+
+func (a *API) listCalls(ctx *fasthttp.RequestCtx) {
+	f, ok := callFilter(ctx, 500)
+	if !ok {
+		return
 	}
 	cs, err := a.opt.Store.Calls(ctx, f)
 	if err != nil {
@@ -467,37 +477,34 @@ func (a *API) backup(ctx *fasthttp.RequestCtx) {
 	conn, log := ctx.Conn(), a.opt.Logger
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		start := time.Now()
-		cw := &countingWriter{w: w, conn: conn}
-		if err := b.Backup(context.Background(), cw); err != nil {
-			log.Error("admin: backup failed; the copy sent is incomplete", "err", err, "bytes", cw.n)
+		n, err := b.Backup(context.Background(), deadlineWriter{w, conn})
+		if err != nil {
+			log.Error("admin: backup failed; the copy sent is incomplete", "err", err, "bytes", n)
 			if conn != nil {
 				conn.Close() // the client sees the response cut short, not a complete one
 			}
 			return
 		}
 		if err := w.Flush(); err != nil {
-			log.Error("admin: backup not delivered", "err", err, "bytes", cw.n)
+			log.Error("admin: backup not delivered", "err", err, "bytes", n)
 			return
 		}
-		log.Info("admin: backup sent", "bytes", cw.n, "took", time.Since(start).Round(time.Millisecond))
+		log.Info("admin: backup sent", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
 	})
 }
 
-// countingWriter counts what a backup writes, and gives each write a minute: the admin
-// listener's write timeout covers a whole response, which a large backup can outlast.
-type countingWriter struct {
+// deadlineWriter gives each write of a backup a minute: the admin listener's write timeout
+// covers a whole response, which a large backup can outlast.
+type deadlineWriter struct {
 	w    *bufio.Writer
 	conn net.Conn
-	n    int64
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if c.conn != nil {
-		c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	if d.conn != nil {
+		d.conn.SetWriteDeadline(time.Now().Add(time.Minute))
 	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return d.w.Write(p)
 }
 
 // internal logs the cause and tells the client only that it failed.

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ringgate/ringgate/gateway/httpx"
 	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/valyala/fasthttp"
@@ -26,29 +25,13 @@ var csvHeader = append([]string{
 // visit's attribution, for spreadsheets and reports (workspace=, cursor=, limit= as for the JSON
 // list; limit up to 100,000, all by default).
 func (a *API) callsCSV(ctx *fasthttp.RequestCtx) {
-	q := ctx.QueryArgs()
-	f := store.CallFilter{}
-	limit := maxCSVCalls
-	for _, p := range []struct {
-		name string
-		dst  *int64
-	}{{"workspace", &f.WorkspaceID}, {"cursor", &f.Cursor}} {
-		if v := q.Peek(p.name); len(v) > 0 {
-			n, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil || n < 0 {
-				httpx.Error(ctx, 400, "bad_request", p.name+" must be a whole number")
-				return
-			}
-			*p.dst = n
-		}
+	f, ok := callFilter(ctx, maxCSVCalls)
+	if !ok {
+		return
 	}
-	if v := q.Peek("limit"); len(v) > 0 {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > maxCSVCalls {
-			httpx.Error(ctx, 400, "bad_request", "limit must be between 1 and 100000")
-			return
-		}
-		limit = n
+	limit := maxCSVCalls
+	if f.Limit > 0 {
+		limit = f.Limit
 	}
 	var b strings.Builder
 	w := csv.NewWriter(&b)

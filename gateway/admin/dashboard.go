@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringgate/ringgate/gateway/calls"
 	"github.com/ringgate/ringgate/gateway/delivery"
+	"github.com/ringgate/ringgate/gateway/sessions"
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/valyala/fasthttp"
 )
@@ -384,18 +385,24 @@ type poolView struct {
 }
 
 // trackerView is what the tracker page shows: the session counters since start and each pool.
-func (a *API) trackerView() map[string]any {
+type trackerView struct {
+	S     sessions.Stats
+	Pools []poolView
+}
+
+func (a *API) trackerView() trackerView {
 	st := a.opt.Tracker()
 	cfg := a.opt.Config()
-	pools := []poolView{}
+	v := trackerView{S: st, Pools: []poolView{}}
 	for _, p := range st.Pools {
 		name := fmt.Sprint("campaign ", p.CampaignID)
 		for _, ws := range cfg.Workspaces {
 			if cp := ws.Campaign(p.CampaignID); cp != nil {
 				name = cp.Name
+				break
 			}
 		}
-		pools = append(pools, poolView{CampaignID: p.CampaignID, Campaign: name, Size: p.Size, Held: p.Held, Free: p.Size - p.Held, Reuses: p.Reuses})
+		v.Pools = append(v.Pools, poolView{CampaignID: p.CampaignID, Campaign: name, Size: p.Size, Held: p.Held, Free: p.Size - p.Held, Reuses: p.Reuses})
 	}
-	return map[string]any{"S": st, "Pools": pools}
+	return v
 }

@@ -36,9 +36,9 @@ func clientTimeout(cfg *config.Config) time.Duration {
 	return t
 }
 
-func newClient(cfg *config.Config, opt Options) *fasthttp.Client {
+// newClient builds the client attempts share; timeout is clientTimeout(cfg).
+func newClient(cfg *config.Config, opt Options, timeout time.Duration) *fasthttp.Client {
 	d := &Dialer{Resolver: opt.Resolver, AllowPrivate: cfg.Delivery.AllowPrivateNetworks}
-	timeout := clientTimeout(cfg)
 	return &fasthttp.Client{
 		Name:                     "ringgate/" + opt.Version,
 		DialTimeout:              d.Dial,

@@ -126,12 +126,12 @@ func New(opt Options) *Engine {
 // its signer, and (once started) starts and stops lanes to match. It is also the reload path.
 func (e *Engine) Provision(ctx context.Context, cfg *config.Config) error {
 	e.mu.Lock()
-	if dc := cfg.Delivery; e.client.Load() == nil || clientTimeout(cfg) != e.clientTimeout ||
+	if dc, timeout := cfg.Delivery, clientTimeout(cfg); e.client.Load() == nil || timeout != e.clientTimeout ||
 		dc.AllowPrivateNetworks != e.clientFor.AllowPrivateNetworks || dc.MaxInFlight != e.clientFor.MaxInFlight {
-		if old := e.client.Swap(newClient(cfg, e.opt)); old != nil {
+		if old := e.client.Swap(newClient(cfg, e.opt, timeout)); old != nil {
 			old.CloseIdleConnections()
 		}
-		e.clientFor, e.clientTimeout = dc, clientTimeout(cfg)
+		e.clientFor, e.clientTimeout = dc, timeout
 	}
 	e.mu.Unlock()
 	if cfg.Delivery.AllowHTTP {

@@ -52,28 +52,15 @@ type Event struct {
 
 // CampaignID returns the campaign of the event's call (false for an event without one).
 func (e *Event) CampaignID() (int64, bool) {
-	switch d := e.Data.(type) {
-	case CallData:
-		return d.CampaignID, true
-	case RecordingData:
-		return d.CampaignID, true
-	case TranscriptionData:
-		return d.CampaignID, true
-	case LeadData:
-		return d.CampaignID, true
-	case VoicemailData:
-		return d.CampaignID, true
-	case VoicemailTranscribedData:
-		return d.CampaignID, true
-	case BlockedData:
-		return d.Campaign.ID, true
-	case *CallData:
-		return d.CampaignID, true
-	case *BlockedData:
-		return d.Campaign.ID, true
+	if c, ok := e.Data.(interface{ campaignID() int64 }); ok {
+		return c.campaignID(), true
 	}
 	return 0, false
 }
+
+// campaignID is promoted to every type that embeds CallData.
+func (d CallData) campaignID() int64    { return d.CampaignID }
+func (d BlockedData) campaignID() int64 { return d.Campaign.ID }
 
 // Marshal renders the webhook body.
 func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }

@@ -124,7 +124,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 	if route == "/twilio/intelligence" {
 		body := append([]byte(nil), ctx.PostBody()...)
 		if sig == "" || !ValidBody(cfg.Twilio.AuthToken, signed, body, sig) {
-			return h.forbidden(ctx, route, sig, func(u string) bool { return ValidBody(cfg.Twilio.AuthToken, u, body, sig) })
+			return h.forbidden(ctx, cfg, route, sig, func(u string) bool { return ValidBody(cfg.Twilio.AuthToken, u, body, sig) })
 		}
 		var cb struct {
 			TranscriptSID string `json:"transcript_sid"`
@@ -146,7 +146,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 		form.Add(string(k), string(v))
 	}
 	if sig == "" || !Valid(cfg.Twilio.AuthToken, signed, form, sig) {
-		return h.forbidden(ctx, route, sig, func(u string) bool { return Valid(cfg.Twilio.AuthToken, u, form, sig) })
+		return h.forbidden(ctx, cfg, route, sig, func(u string) bool { return Valid(cfg.Twilio.AuthToken, u, form, sig) })
 	}
 	if err := checkSIDs(form); err != nil {
 		return h.finish(ctx, route, err, nil)
@@ -177,8 +177,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, route string) string {
 // forbidden refuses a callback whose signature does not match server.public_url. When it does
 // match the URL the request reached (its Host, or the X-Forwarded-Host and -Proto a proxy sent),
 // the log says so: a public_url that differs from what Twilio calls is the usual cause.
-func (h *Handler) forbidden(ctx *fasthttp.RequestCtx, route, sig string, validFor func(url string) bool) string {
-	cfg := h.opt.Config()
+func (h *Handler) forbidden(ctx *fasthttp.RequestCtx, cfg *config.Config, route, sig string, validFor func(url string) bool) string {
 	args := []any{"route", route, "remote", httpx.ClientAddr(ctx, cfg.Server.TrustedPrefixes()).String(), "signature_present", sig != ""}
 	if sig != "" {
 		if base := reachedURL(ctx, validFor); base != "" {

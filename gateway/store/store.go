@@ -372,7 +372,8 @@ func SessionTTL(s Session, grace time.Duration) time.Duration {
 // Backuper is implemented by stores that can write a consistent copy of themselves while they
 // run (Badger; a JetStream store is backed up with NATS's own tools).
 type Backuper interface {
-	Backup(ctx context.Context, w io.Writer) error
+	// Backup writes the copy to w and returns how many bytes it wrote.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
 
 // Pinger is implemented by stores that live elsewhere: Ping reports whether the store can take

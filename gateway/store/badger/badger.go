@@ -148,16 +148,17 @@ const (
 
 // Backup writes a consistent copy of the store as it is now while it keeps serving. Restore
 // reads it back.
-func (s *Store) Backup(ctx context.Context, w io.Writer) error {
-	if _, err := io.WriteString(w, backupHeader); err != nil {
-		return err
-	}
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
-	if _, err := s.db.Backup(cw, 0); err != nil {
-		return err
+	if _, err := io.WriteString(cw, backupHeader); err != nil {
+		return cw.n, err
 	}
-	_, err := w.Write(binary.BigEndian.AppendUint64([]byte(backupFooter), uint64(cw.n)))
-	return err
+	if _, err := s.db.Backup(cw, 0); err != nil {
+		return cw.n, err
+	}
+	stream := cw.n - int64(len(backupHeader))
+	_, err := cw.Write(binary.BigEndian.AppendUint64([]byte(backupFooter), uint64(stream)))
+	return cw.n, err
 }
 
 type countWriter struct {

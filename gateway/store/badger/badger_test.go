@@ -62,7 +62,7 @@ func TestBackupRestore(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := s.Backup(ctx, &buf); err != nil {
+	if _, err := s.Backup(ctx, &buf); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -92,9 +92,10 @@ func TestOutboxApplierFinishesADeadWritersCommits(t *testing.T) {
 	}
 }
 
-// A node that stops serving an endpoint hands its fetched deliveries back at once; another node
-// takes them without waiting for their lease to end.
-func TestReleaseHandsDeliveriesBack(t *testing.T) {
+// twoNodesOneHolding runs a NATS server and two stores on it with the given lease (AckWait);
+// node a publishes three deliveries to endpoint "ep" and fetches them.
+func twoNodesOneHolding(t *testing.T, lease time.Duration) (a, b *Store, now time.Time) {
+	t.Helper()
 	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -102,15 +103,15 @@ func TestReleaseHandsDeliveriesBack(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ctx := context.Background()
 	open := func() *Store {
-		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: time.Minute})
+		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: lease})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	a, b := open(), open()
-	now := time.Now()
+	a, b = open(), open()
+	now = time.Now()
 	var ds []store.Delivery
 	for i := range 3 {
 		ds = append(ds, store.Delivery{ID: store.NewID("msg_", now), EventID: fmt.Sprintf("evt_%d", i), Event: "call.completed",
@@ -122,21 +123,19 @@ func TestReleaseHandsDeliveriesBack(t *testing.T) {
 	if got, _, _ := a.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 3 {
 		t.Fatalf("node a fetched %d", len(got))
 	}
+	return a, b, now
+}
+
+// A node that stops serving an endpoint hands its fetched deliveries back at once; another node
+// takes them without waiting for their lease to end.
+func TestReleaseHandsDeliveriesBack(t *testing.T) {
+	a, b, now := twoNodesOneHolding(t, time.Minute)
+	ctx := context.Background()
 	if got, _, _ := b.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 0 {
 		t.Fatalf("node b fetched %d held by node a", len(got))
 	}
 	a.Release("ep")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, _, _ := b.Due(ctx, "ep", time.Time{}, now, 10, nil)
-		if len(got) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node b has %d of the released deliveries", len(got))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDue(t, b, 3, 5*time.Second, "the released deliveries")
 }
 
 // Finished records expire after the retention, one by one; a held delivery does not (it is
@@ -217,33 +216,8 @@ func TestRetentionSparesHeldDeliveries(t *testing.T) {
 // (an endpoint may take minutes); once the node is gone the lease ends and another node sends
 // them.
 func TestLeaseIsRenewedWhileAttemptsRun(t *testing.T) {
-	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	a, b, _ := twoNodesOneHolding(t, 1500*time.Millisecond)
 	ctx := context.Background()
-	open := func() *Store {
-		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: 1500 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
-	now := time.Now()
-	var ds []store.Delivery
-	for range 3 {
-		ds = append(ds, store.Delivery{ID: store.NewID("msg_", now), EventID: "evt_lease", Event: "call.completed",
-			WorkspaceID: 1, EndpointID: "ep", NextAt: now, CreatedAt: now, Payload: []byte(`{}`)})
-	}
-	if err := a.Publish(ctx, store.EventRecord{ID: "evt_lease", Type: "call.completed", WorkspaceID: 1, CreatedAt: now}, ds); err != nil {
-		t.Fatal(err)
-	}
-	if got, _, _ := a.Due(ctx, "ep", time.Time{}, now, 10, nil); len(got) != 3 {
-		t.Fatalf("node a fetched %d", len(got))
-	}
 	// Nearly three leases long (renewed every third of one), node b gets none of them.
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if got, _, _ := b.Due(ctx, "ep", time.Time{}, time.Now(), 10, nil); len(got) != 0 {
@@ -251,15 +225,21 @@ func TestLeaseIsRenewedWhileAttemptsRun(t *testing.T) {
 		}
 	}
 	a.Close() // gone without a word: its lease runs out
-	deadline := time.Now().Add(10 * time.Second)
+	waitDue(t, b, 3, 10*time.Second, "the deliveries of the node that went away")
+}
+
+// waitDue reads endpoint "ep" on s until want deliveries are due there.
+func waitDue(t *testing.T, s *Store, want int, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		got, _, _ := b.Due(ctx, "ep", time.Time{}, time.Now(), 10, nil)
-		if len(got) == 3 {
-			break
+		got, _, _ := s.Due(context.Background(), "ep", time.Time{}, time.Now(), 10, nil)
+		if len(got) == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node b has %d deliveries of the node that went away", len(got))
+			t.Fatalf("node b has %d of %s, want %d", len(got), what, want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
