@@ -28,6 +28,7 @@ run: build ## serve config.example.yaml with its Badger store in ./data
 test: deps plugins ## run every test (unit, golden, fuzz seeds, end to end)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -run TestStructuredGo ./plugins # Go test binaries run structured (slow under -race)
 
 bench: build deps plugins ## benchmarks, reported as ratios against baselines measured in the same run
 	$(GO) run ./cmd/ringbench

@@ -77,7 +77,7 @@ func instrument(mod []byte) ([]byte, error) {
 			}
 		case 10:
 			var code []byte
-			if code, err = rewriteCode(s.payload, countdown(w.counter, uint32(w.yield)), w.remap, w.params, w.depth); err == nil {
+			if code, err = rewriteCode(s.payload, countdown(w.counter, uint32(w.yield)), w.remap, w.params, w.depth, w.funcImports); err == nil {
 				w.put(10, code)
 			}
 		default:
@@ -473,31 +473,41 @@ func countdown(counter, yield uint32) []byte {
 }
 
 // rewriteCode instruments every function body of the code section.
-func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32, params []uint32, depth uint32) ([]byte, error) {
-	r := reader{b: p}
-	n := r.u32()
-	if int(n) != len(params) {
-		return nil, errNotInstrumentable
+func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32, params []uint32, depth uint32, funcImports int) ([]byte, error) {
+	fns, err := splitCode(p, len(params))
+	if err != nil {
+		return nil, err
 	}
-	out := binary.AppendUvarint(make([]byte, 0, len(p)+len(p)/4), uint64(n))
+	structureBodies(fns, params, funcImports)
+	out := binary.AppendUvarint(make([]byte, 0, 2*len(p)), uint64(len(fns)))
 	var body []byte
-	for i := range params {
-		size := r.u32()
-		fn := r.bytes(int(size))
-		if r.err != nil {
-			return nil, errNotInstrumentable
-		}
-		var err error
+	for i, fn := range fns {
 		if body, err = rewriteBody(body[:0], fn, snippet, remap, params[i], depth); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
 		out = append(out, body...)
 	}
+	return out, nil
+}
+
+// splitCode returns the function bodies of a code section, which must hold n.
+func splitCode(p []byte, n int) ([][]byte, error) {
+	r := reader{b: p}
+	if int(r.u32()) != n || r.err != nil {
+		return nil, errNotInstrumentable
+	}
+	fns := make([][]byte, n)
+	for i := range fns {
+		size := r.u32()
+		if fns[i] = r.bytes(int(size)); r.err != nil {
+			return nil, errNotInstrumentable
+		}
+	}
 	if r.more() {
 		return nil, errNotInstrumentable
 	}
-	return out, nil
+	return fns, nil
 }
 
 // rewriteBody instruments one function body: the countdown after every loop instruction, and
