@@ -151,33 +151,32 @@ func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 }
 
 // lookup answers config_get and meta_get: copies the value when it fits in buf_limit and
-// returns its length, -1 when absent.
-func lookup(m api.Module, stack []uint64, get func(string) (string, bool)) {
+// returns its length, -1 when absent. It allocates nothing: get looks the key up in place.
+func lookup(m api.Module, stack []uint64, get func(key []byte) (string, bool)) {
 	if api.DecodeU32(stack[1]) > config.MaxTransformKey {
 		stack[0] = api.EncodeI32(-1) // no key is that long (meta keys are shorter still)
 		return
 	}
-	key := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
-	v, ok := get(key)
+	v, ok := get(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
 	if !ok {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	if len(v) <= int(api.DecodeU32(stack[3])) {
-		write(m, api.DecodeU32(stack[2]), []byte(v))
+	if len(v) <= int(api.DecodeU32(stack[3])) && !m.Memory().WriteString(api.DecodeU32(stack[2]), v) {
+		panic(errors.New("guest passed a buffer outside its memory"))
 	}
 	stack[0] = api.EncodeI32(int32(len(v)))
 }
 
 func configGet(ctx context.Context, m api.Module, stack []uint64) {
 	c := current(ctx)
-	lookup(m, stack, func(k string) (string, bool) { v, ok := c.config[k]; return v, ok })
+	lookup(m, stack, func(k []byte) (string, bool) { v, ok := c.config[string(k)]; return v, ok })
 }
 
 func metaGet(ctx context.Context, m api.Module, stack []uint64) {
 	c := current(ctx)
-	lookup(m, stack, func(k string) (string, bool) {
-		switch k {
+	lookup(m, stack, func(k []byte) (string, bool) {
+		switch string(k) {
 		case "event":
 			return c.meta.Event, true
 		case "endpoint_id":

@@ -2,12 +2,14 @@ package plugins
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +116,36 @@ func TestEventHeaderExample(t *testing.T) {
 	res, err = h.Transform(context.Background(), ep, m, sample(t, "call.started"))
 	if err != nil || !res.Drop || !strings.Contains(res.Logs, "info: filtered by config") {
 		t.Fatalf("filter: %v %+v", err, res)
+	}
+}
+
+// The Go kit remembers config values to return them without allocating; a value that changed
+// between calls on one instance (a reload keeps the pool when only the config changes) is read
+// anew, and a key that went away is absent.
+func TestGoKitReadsConfigAnew(t *testing.T) {
+	h := newHost(t, Options{PoolSize: 1})
+	ep := endpoint("crm", mod("gohighlevel"), map[string]string{"tag": "PPC"})
+	body := sample(t, "call.completed")
+	for _, tag := range []string{"PPC", "PPC", "Organic", "", "Organic"} {
+		ep.Transform.Config = map[string]string{"tag": tag}
+		if tag == "" {
+			ep.Transform.Config = nil
+		}
+		res, err := h.Transform(context.Background(), ep, meta, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct{ Tags []string }
+		if err := json.Unmarshal(res.Body, &out); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"Google Ads Campaign", "New Caller"}
+		if tag != "" {
+			want = append(want, tag)
+		}
+		if !slices.Equal(out.Tags, want) {
+			t.Fatalf("tag %q: tags %q, want %q", tag, out.Tags, want)
+		}
 	}
 }
 

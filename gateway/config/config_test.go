@@ -245,6 +245,23 @@ func TestValidHeaderName(t *testing.T) {
 	}
 }
 
+// Reserved headers are found in any case, without allocating for the names transforms set.
+func TestReservedHeader(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Signature": true, "CONTENT-LENGTH": true, "host": true, "Webhook-Id": true, "WEBHOOK-anything": true,
+		"X-Ringgate-Mapper": false, "Hosts": false, "webhook": false, "": false,
+		"webhoo\u212a-id": true, // the Kelvin sign lower-cases to k, as strings.ToLower has it
+		strings.Repeat("x", 100): false, "webhook-" + strings.Repeat("x", 100): true,
+	} {
+		if got := ReservedHeader(name); got != want {
+			t.Errorf("ReservedHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { ReservedHeader("X-Ringgate-Mapper") }); n != 0 {
+		t.Errorf("ReservedHeader allocates %v times", n)
+	}
+}
+
 // Transform config keys are what config_get reads, 1 to 256 bytes.
 func TestTransformConfigKeys(t *testing.T) {
 	src := strings.Replace(base, "events: [call.completed, call.missed]",

@@ -159,8 +159,29 @@ var reservedHeaders = map[string]bool{
 
 // ReservedHeader reports whether name is set by the gateway itself.
 func ReservedHeader(name string) bool {
-	l := strings.ToLower(name)
-	return reservedHeaders[l] || strings.HasPrefix(l, "webhook-")
+	var buf [64]byte // lower-cased here: a transform's every header passes, and ToLower allocates
+	if len(name) > len(buf) || !isASCII(name) {
+		l := strings.ToLower(name)
+		return reservedHeaders[l] || strings.HasPrefix(l, "webhook-")
+	}
+	l := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		l[i] = c
+	}
+	return reservedHeaders[string(l)] || strings.HasPrefix(string(l), "webhook-")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxTransformKey bounds the keys of transform.config: a guest looks them up with config_get,

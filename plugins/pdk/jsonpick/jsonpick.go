@@ -13,7 +13,6 @@
 package jsonpick
 
 import (
-	"encoding/binary"
 	"errors"
 	"math"
 	"math/bits"
@@ -100,11 +99,26 @@ func (o Object) find(key string) *member {
 		if int(m.k1-m.k0) != len(key) || (len(key) > 0 && o.t.doc[m.k0] != key[0]) {
 			continue
 		}
-		if string(o.t.doc[m.k0:m.k1]) == key {
+		if same(o.t.doc[m.k0:m.k1], key) {
 			return m
 		}
 	}
 	return nil
+}
+
+// same reports whether k holds key, which is as long: eight bytes at a time, the last eight
+// overlapping the ones before (a guest pays more for the call to compare memory than for this).
+func same(k []byte, key string) bool {
+	n := len(key)
+	if n < 8 {
+		return string(k) == key
+	}
+	for i := 0; i < n-8; i += 8 {
+		if word(k, i) != sword(key, i) {
+			return false
+		}
+	}
+	return word(k, n-8) == sword(key, n-8)
 }
 
 // Object returns the object at key; ok is false when it is absent, null or not an object.
@@ -192,7 +206,9 @@ func (p *parser) object(depth int) (Object, error) {
 		for {
 			k0 := i + 1
 			var ok, esc, high bool
-			if i, esc, high, ok = scanString(b, i); !ok {
+			if e := special(b, i+1); i < len(b) && b[i] == '"' && e < len(b) && b[e] == '"' {
+				i = e + 1 // plain
+			} else if i, esc, high, ok = scanString(b, i); !ok {
 				return Object{}, ErrSyntax
 			}
 			k1 := i - 1
@@ -206,10 +222,13 @@ func (p *parser) object(depth int) (Object, error) {
 			m.v0 = int32(i)
 			switch b[i] {
 			case '"':
-				if i, esc, high, ok = scanString(b, i); !ok {
+				if e := special(b, i+1); e < len(b) && b[e] == '"' {
+					i, m.plain = e+1, true
+				} else if i, esc, high, ok = scanString(b, i); !ok {
 					return Object{}, ErrSyntax
+				} else {
+					m.plain = !esc && !high
 				}
-				m.plain = !esc && !high
 			case '{':
 				p.i = i
 				so, err := p.object(depth + 1)
@@ -366,9 +385,6 @@ const (
 	highs = 0x8080808080808080
 )
 
-// word reads the eight bytes at b[i:] (the caller checks that they exist), first byte lowest.
-func word(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
-
 // has flags (in each byte's high bit) the bytes of x equal to c. Bytes above a flagged one may
 // be flagged wrongly, so only the lowest flag is to be read.
 func has(x uint64, c byte) uint64 {
@@ -381,6 +397,21 @@ func below(x uint64) uint64 { return (x - ones*0x20) &^ x }
 
 // first is the index of the lowest flagged byte of a non-zero mask.
 func first(m uint64) int { return bits.TrailingZeros64(m&highs) >> 3 }
+
+// special returns the index of the first byte at or after j, in the whole words of b, that is a
+// quote, a backslash, a control character or outside ASCII; len(b) when there is none. Small
+// enough to be inlined: for the plain strings of a payload (most keys and values) the parser
+// needs no call, which costs a Go guest far more than native code.
+func special(b []byte, j int) int {
+	for ; j+8 <= len(b); j += 8 {
+		x := word(b, j)
+		q, s := x^(ones*'"'), x^(ones*'\\') // has and below, written out to stay inlinable
+		if m := ((q-ones)&^q | (s-ones)&^s | (x-ones*0x20)&^x | x) & highs; m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+	}
+	return len(b)
+}
 
 // scanString returns the index after the string at b[i:] (its opening quote), whether it has
 // escapes and bytes outside ASCII, and whether it is a valid string.

@@ -137,3 +137,21 @@ func FuzzParse(f *testing.F) {
 		check(o, []byte(strings.TrimSpace(s)))
 	})
 }
+
+// Keys are compared whole: keys of one length and first byte that differ at any one place (the
+// comparison goes eight bytes at a time, the last eight overlapping) are told apart.
+func TestKeysDifferAnywhere(t *testing.T) {
+	for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 24, 31} {
+		base := strings.Repeat("k", n)
+		for at := 1; at < n; at++ {
+			other := base[:at] + "x" + base[at+1:]
+			o, err := Parse([]byte(`{"` + base + `":1,"` + other + `":2}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := string(o.Raw(base)), string(o.Raw(other)); a != "1" || b != "2" {
+				t.Fatalf("keys %q and %q read %q and %q", base, other, a, b)
+			}
+		}
+	}
+}
