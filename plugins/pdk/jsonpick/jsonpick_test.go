@@ -155,3 +155,16 @@ func TestKeysDifferAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// A key with escapes is compared decoded, never by its raw bytes.
+func TestEscapedKeysCompareDecoded(t *testing.T) {
+	o, err := Parse([]byte(`{"\n":1,"\u0061":2,"caf\u00e9":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"\n": "1", `\n`: "", "a": "2", `\u0061`: "", "café": "3"} {
+		if got := string(o.Raw(key)); got != want {
+			t.Errorf("Raw(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
