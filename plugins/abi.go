@@ -31,6 +31,8 @@ type call struct {
 
 	output  []byte
 	headers [][2]string
+	hbuf    [2][2]string // headers' first array: one allocation fewer for most calls
+	strs    *strMemo     // the instance's, for header names and values (nil: allocate each)
 	logs    cappedLog
 	errMsg  string
 	breach  string // a limit the guest broke, reported as the failure
@@ -86,6 +88,39 @@ func write(m api.Module, ptr uint32, b []byte) {
 	}
 }
 
+// fieldValue reports whether s can go in a header: no CR, LF or NUL (a loop: strings.ContainsAny
+// builds a set on every call).
+func fieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// strMemo hands back strings a guest passed before: a transform that sets the same header on
+// every call allocates nothing for it. One instance's, used by one call at a time.
+type strMemo struct {
+	s    [8]string
+	next int
+}
+
+func (m *strMemo) str(b []byte) string {
+	if m == nil {
+		return string(b)
+	}
+	for _, s := range m.s {
+		if s == string(b) {
+			return s
+		}
+	}
+	s := string(b)
+	m.s[m.next] = s
+	m.next = (m.next + 1) % len(m.s)
+	return s
+}
+
 var i32 = api.ValueTypeI32
 
 func instantiateABI(ctx context.Context, r wazero.Runtime) error {
@@ -133,9 +168,9 @@ func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	name := string(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
-	value := string(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
-	if !config.ValidHeaderName(name) || config.ReservedHeader(name) || strings.ContainsAny(value, "\r\n\x00") {
+	name := c.strs.str(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
+	value := c.strs.str(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
+	if !config.ValidHeaderName(name) || config.ReservedHeader(name) || !fieldValue(value) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}

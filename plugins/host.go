@@ -434,6 +434,7 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 		return delivery.TransformResult{}, err
 	}
 	st := &call{input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
+	st.headers = st.hbuf[:0]
 	start := time.Now()
 	switch {
 	case h.opt.NoDeadline:

@@ -119,6 +119,21 @@ func TestEventHeaderExample(t *testing.T) {
 	}
 }
 
+// The host hands back header strings a guest set before on the same instance, and a value that
+// changed is taken anew.
+func TestHeadersFollowEachCall(t *testing.T) {
+	h := newHost(t, Options{PoolSize: 1})
+	ep := endpoint("crm", mod("event-header"), nil)
+	for _, ev := range []string{"call.completed", "call.missed", "call.missed", "call.completed"} {
+		m := meta
+		m.Event = ev
+		res, err := h.Transform(context.Background(), ep, m, sample(t, ev))
+		if err != nil || len(res.Headers) != 1 || res.Headers[0] != [2]string{"X-Ringgate-Event", ev} {
+			t.Fatalf("%s: %v %+v", ev, err, res.Headers)
+		}
+	}
+}
+
 // The Go kit remembers config values to return them without allocating; a value that changed
 // between calls on one instance (a reload keeps the pool when only the config changes) is read
 // anew, and a key that went away is absent.
@@ -354,6 +369,15 @@ func TestDeterminism(t *testing.T) {
 		b, _ := h.Transform(context.Background(), ep, meta, body)
 		if string(a.Body) != string(b.Body) {
 			t.Fatal("output changed between calls")
+		}
+	}
+}
+
+// A header value with CR, LF or NUL is refused (it could smuggle a header into the request).
+func TestFieldValue(t *testing.T) {
+	for v, want := range map[string]bool{"gohighlevel/1": true, "": true, "a\r\nX-Evil: 1": false, "a\nb": false, "a\rb": false, "a\x00": false} {
+		if got := fieldValue(v); got != want {
+			t.Errorf("fieldValue(%q) = %v", v, got)
 		}
 	}
 }

@@ -54,6 +54,7 @@ type instance struct {
 	stack []uint64
 	env   *guestEnv
 	depth api.MutableGlobal // the call depth of an instrumented module (nil: none)
+	strs  strMemo
 }
 
 func (i *instance) close() { i.m.Close(context.Background()) }
@@ -179,6 +180,7 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 		return 0, err
 	}
 	inst.env.reset(c)
+	c.strs = &inst.strs
 	if inst.depth != nil {
 		inst.depth.Set(0) // a trapped call may have left it anywhere
 	}

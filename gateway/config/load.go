@@ -151,18 +151,22 @@ var (
 	alnumRe      = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 )
 
-// reservedHeaders are set by the gateway; neither config nor transforms may set them.
-var reservedHeaders = map[string]bool{
-	"signature": true, "content-length": true, "host": true, "user-agent": true, "content-type": true,
-	"connection": true, "transfer-encoding": true,
-}
-
-// ReservedHeader reports whether name is set by the gateway itself.
+// ReservedHeader reports whether name is set by the gateway itself (Signature, Content-Length,
+// Host, User-Agent, Content-Type, Connection, Transfer-Encoding and webhook-*), in any case:
+// neither config nor transforms may set them. A transform's every header passes here, so it
+// lower-cases into an array (strings.ToLower allocates) and compares without hashing.
 func ReservedHeader(name string) bool {
-	var buf [64]byte // lower-cased here: a transform's every header passes, and ToLower allocates
+	if name == "" {
+		return false
+	}
+	switch name[0] | 0x20 { // lower-cases an ASCII letter; what lower-cases to none of these starts none
+	case 's', 'c', 'h', 'u', 't', 'w':
+	default:
+		return false
+	}
+	var buf [64]byte
 	if len(name) > len(buf) || !isASCII(name) {
-		l := strings.ToLower(name)
-		return reservedHeaders[l] || strings.HasPrefix(l, "webhook-")
+		return reservedLower(strings.ToLower(name))
 	}
 	l := buf[:len(name)]
 	for i := 0; i < len(name); i++ {
@@ -172,7 +176,15 @@ func ReservedHeader(name string) bool {
 		}
 		l[i] = c
 	}
-	return reservedHeaders[string(l)] || strings.HasPrefix(string(l), "webhook-")
+	return reservedLower(string(l))
+}
+
+func reservedLower(l string) bool {
+	switch l {
+	case "signature", "content-length", "host", "user-agent", "content-type", "connection", "transfer-encoding":
+		return true
+	}
+	return strings.HasPrefix(l, "webhook-")
 }
 
 func isASCII(s string) bool {
