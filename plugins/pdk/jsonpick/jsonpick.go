@@ -238,6 +238,19 @@ func (p *parser) object(depth int) (Object, error) {
 				i = p.i
 				t.objs = append(t.objs, so)
 				m.sub = int32(len(t.objs))
+			case 't', 'f', 'n': // literals here, and numbers below, without a call to value
+				switch {
+				case len(b)-i >= 4 && string(b[i:i+4]) == "true", len(b)-i >= 4 && string(b[i:i+4]) == "null":
+					i += 4
+				case len(b)-i >= 5 && string(b[i:i+5]) == "false":
+					i += 5
+				default:
+					return Object{}, ErrSyntax
+				}
+			case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+				if i, ok = number(b, i); !ok {
+					return Object{}, ErrSyntax
+				}
 			default:
 				p.i = i
 				if err := p.value(depth + 1); err != nil {
