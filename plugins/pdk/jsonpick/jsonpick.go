@@ -99,20 +99,28 @@ func (o Object) find(key string) *member {
 		if int(m.k1-m.k0) != len(key) || (len(key) > 0 && o.t.doc[m.k0] != key[0]) {
 			continue
 		}
-		if same(o.t.doc[m.k0:m.k1], key) {
+		if k := o.t.doc[m.k0:m.k1]; len(key) < 8 {
+			// a short key byte by byte: comparing strings would call memequal, which calls
+			// memeqbody, and a guest pays more for the two calls than for the loop
+			j := min(1, len(key)) // the first byte is equal
+			for j < len(key) && k[j] == key[j] {
+				j++
+			}
+			if j == len(key) {
+				return m
+			}
+		} else if same(k, key) {
 			return m
 		}
 	}
 	return nil
 }
 
-// same reports whether k holds key, which is as long: eight bytes at a time, the last eight
-// overlapping the ones before (a guest pays more for the call to compare memory than for this).
+// same reports whether k holds key, which is as long and at least eight bytes: eight bytes at a
+// time, the last eight overlapping the ones before (a guest pays more for the call to compare
+// memory than for this).
 func same(k []byte, key string) bool {
 	n := len(key)
-	if n < 8 {
-		return string(k) == key
-	}
 	for i := 0; i < n-8; i += 8 {
 		if word(k, i) != sword(key, i) {
 			return false
@@ -631,6 +639,12 @@ func AppendBytes(b []byte, s []byte) []byte {
 		}
 		i += size
 	}
-	b = append(b, s[start:]...)
+	if rest := s[start:]; len(rest) < 8 {
+		for _, c := range rest { // a few bytes: cheaper than the call to memmove in a guest
+			b = append(b, c)
+		}
+	} else {
+		b = AppendRaw(b, unsafe.String(unsafe.SliceData(rest), len(rest)))
+	}
 	return append(b, '"')
 }

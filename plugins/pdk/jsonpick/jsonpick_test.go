@@ -88,6 +88,10 @@ func FuzzStrings(f *testing.F) {
 		if got := AppendString(nil, want); string(got) != string(enc) {
 			t.Fatalf("AppendString(%q) = %s, encoding/json %s", want, got, enc)
 		}
+		// into a buffer with room (AppendRaw's word copies), after a prefix
+		if got := AppendString(append(make([]byte, 0, 3*len(lit)+16), "x:"...), want); string(got) != "x:"+string(enc) {
+			t.Fatalf("AppendString(%q) into room = %s, encoding/json %s", want, got, enc)
+		}
 	})
 }
 
@@ -141,6 +145,9 @@ func FuzzParse(f *testing.F) {
 // Keys are compared whole: keys of one length and first byte that differ at any one place (the
 // comparison goes eight bytes at a time, the last eight overlapping) are told apart.
 func TestKeysDifferAnywhere(t *testing.T) {
+	if o, err := Parse([]byte(`{"":0,"a":1}`)); err != nil || string(o.Raw("")) != "0" {
+		t.Fatalf("the empty key: %v", err)
+	}
 	for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 24, 31} {
 		base := strings.Repeat("k", n)
 		for at := 1; at < n; at++ {
@@ -165,6 +172,29 @@ func TestEscapedKeysCompareDecoded(t *testing.T) {
 	for key, want := range map[string]string{"\n": "1", `\n`: "", "a": "2", `\u0061`: "", "café": "3"} {
 		if got := string(o.Raw(key)); got != want {
 			t.Errorf("Raw(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// AppendRaw appends what append appends, whatever the length and the room left, and writes
+// nothing past what it appends.
+func TestAppendRaw(t *testing.T) {
+	src := "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for n := 0; n <= len(src); n++ {
+		for room := 0; room <= 24; room++ {
+			buf := make([]byte, 3, 3+n+room)
+			copy(buf, "pre")
+			full := buf[:cap(buf)]
+			for i := 3; i < len(full); i++ {
+				full[i] = '#'
+			}
+			got := AppendRaw(buf, src[:n])
+			if string(got) != "pre"+src[:n] {
+				t.Fatalf("n %d room %d: %q", n, room, got)
+			}
+			if tail := string(got[:cap(got)][len(got):]); len(got) == 3+n && &got[0] == &buf[0] && strings.Trim(tail, "#") != "" {
+				t.Fatalf("n %d room %d: wrote past the end: %q", n, room, tail)
+			}
 		}
 	}
 }

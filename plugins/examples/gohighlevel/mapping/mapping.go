@@ -97,23 +97,20 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		fields[12] = str(vm, "recording_url")
 	}
 
-	out := append(dst, `{"phone":`...)
+	out := jsonpick.AppendRaw(dst, `{"phone":`) // AppendRaw: in a guest, no call to memmove
 	out = jsonpick.AppendBytes(out, phone)
 	opt := func(k string, v []byte) {
 		if len(v) > 0 {
-			out = append(out, ',', '"')
-			out = append(out, k...)
-			out = append(out, '"', ':')
-			out = jsonpick.AppendBytes(out, v)
+			out = jsonpick.AppendBytes(jsonpick.AppendRaw(out, k), v)
 		}
 	}
-	opt("name", name)
-	opt("first_name", first)
-	opt("last_name", last)
-	opt("city", str(loc, "city"))
-	opt("state", str(loc, "state"))
-	opt("source", source)
-	out = append(out, `,"tags":[`...)
+	opt(`,"name":`, name)
+	opt(`,"first_name":`, first)
+	opt(`,"last_name":`, last)
+	opt(`,"city":`, str(loc, "city"))
+	opt(`,"state":`, str(loc, "state"))
+	opt(`,"source":`, source)
+	out = jsonpick.AppendRaw(out, `,"tags":[`)
 	for i, t := range tags {
 		if i > 0 {
 			out = append(out, ',')
@@ -126,7 +123,7 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		}
 		out = jsonpick.AppendString(out, tag)
 	}
-	out = append(out, `],"customField":{`...)
+	out = jsonpick.AppendRaw(out, `],"customField":{`)
 	sep := false
 	for i, v := range fields {
 		if len(v) == 0 {
@@ -136,10 +133,10 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 			out = append(out, ',')
 		}
 		sep = true
-		out = append(out, fieldKeys[i]...)
+		out = jsonpick.AppendRaw(out, fieldKeys[i])
 		out = jsonpick.AppendBytes(out, v)
 	}
-	out = append(out, `},"event":`...)
+	out = jsonpick.AppendRaw(out, `},"event":`)
 	out = jsonpick.AppendBytes(out, event)
 	return append(out, '}'), nil
 }

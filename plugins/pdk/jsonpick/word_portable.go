@@ -1,4 +1,4 @@
-//go:build !(386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64 || wasm)
+//go:build !(386 || amd64 || arm64 || loong64 || ppc64le || wasm)
 
 package jsonpick
 
@@ -12,3 +12,7 @@ func sword(s string, i int) uint64 {
 	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
+
+// AppendRaw appends s to b as it is (a key with its quotes and colon, punctuation, a value
+// already escaped).
+func AppendRaw(b []byte, s string) []byte { return append(b, s...) }
