@@ -77,7 +77,9 @@ func instrument(mod []byte) ([]byte, error) {
 			}
 		case 10:
 			var code []byte
-			if code, err = rewriteCode(s.payload, countdown(w.counter, uint32(w.yield)), w.remap, w.params, w.depth, w.funcImports); err == nil {
+			cr := codeRewrite{snippet: countdown(w.counter, uint32(w.yield)), remap: w.remap, depth: w.depth,
+				globals: w.counter, types: uint32(len(w.types))}
+			if code, err = cr.code(s.payload, w.params, w.funcImports); err == nil {
 				w.put(10, code)
 			}
 		default:
@@ -472,8 +474,18 @@ func countdown(counter, yield uint32) []byte {
 	return b
 }
 
-// rewriteCode instruments every function body of the code section.
-func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32, params []uint32, depth uint32, funcImports int) ([]byte, error) {
+// codeRewrite is what instrumenting a code section needs.
+type codeRewrite struct {
+	snippet []byte              // the countdown, after every loop instruction
+	remap   func(uint32) uint32 // function indices past the injected import
+	depth   uint32              // the depth global
+	globals uint32              // the globals the module has: the rewrite's come after them
+	types   uint32              // the types the module has (the rewrite may add one)
+}
+
+// code instruments every function body of the code section (params: each function's parameter
+// count; funcImports: the functions imported before them).
+func (cr codeRewrite) code(p []byte, params []uint32, funcImports int) ([]byte, error) {
 	fns, err := splitCode(p, len(params))
 	if err != nil {
 		return nil, err
@@ -482,7 +494,7 @@ func rewriteCode(p []byte, snippet []byte, remap func(uint32) uint32, params []u
 	out := binary.AppendUvarint(make([]byte, 0, 2*len(p)), uint64(len(fns)))
 	var body []byte
 	for i, fn := range fns {
-		if body, err = rewriteBody(body[:0], fn, snippet, remap, params[i], depth); err != nil {
+		if body, err = cr.body(body[:0], fn, params[i]); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -510,11 +522,11 @@ func splitCode(p []byte, n int) ([][]byte, error) {
 	return fns, nil
 }
 
-// rewriteBody instruments one function body: the countdown after every loop instruction, and
+// body instruments one function body: the countdown after every loop instruction, and
 // the call depth. The function's depth goes in a new local at entry (the caller's plus one,
 // trapping past MaxCallDepth) and back into the depth global after each call it makes, so no
 // way out of a function needs its own code.
-func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32, params, depth uint32) ([]byte, error) {
+func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
 	decls := r.i
@@ -537,10 +549,10 @@ func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32, params, dep
 		// A function that calls nothing cannot nest deeper: its depth is not tracked, which
 		// spares the hot leaf loops the work.
 		out = append(out, fn[:code]...)
-		return rewriteInstructions(out, fn, code, snippet, remap, nil)
+		return cr.instructions(out, fn, code, locals, nil)
 	}
 	l := binary.AppendUvarint(nil, locals) // the new local's index
-	d := binary.AppendUvarint(nil, uint64(depth))
+	d := binary.AppendUvarint(nil, uint64(cr.depth))
 	out = binary.AppendUvarint(out, uint64(groups)+1)
 	out = append(out, fn[decls:r.i]...)
 	out = append(out, 0x01, 0x7F) // one i32
@@ -552,7 +564,7 @@ func rewriteBody(out, fn, snippet []byte, remap func(uint32) uint32, params, dep
 	out = appendSLEB(append(out, 0x41), MaxCallDepth)
 	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B)
 	restore := append(append(append([]byte{0x20}, l...), 0x24), d...) // depth = l
-	return rewriteInstructions(out, fn, code, snippet, remap, restore)
+	return cr.instructions(out, fn, code, locals, restore)
 }
 
 // makesCalls reports whether a function's code has a call or call_indirect.
@@ -573,19 +585,40 @@ func makesCalls(code []byte) (bool, error) {
 	return false, nil
 }
 
-// rewriteInstructions copies the instructions of fn from i on: the countdown after each loop,
-// function indices remapped, and restore (if any) after each call.
-func rewriteInstructions(out, fn []byte, i int, snippet []byte, remap func(uint32) uint32, restore []byte) ([]byte, error) {
+// instructions copies the instructions of fn from i on: the countdown after each loop, function
+// indices remapped, and restore (if any) after each call. A local or global index past the
+// function's locals or the module's globals is refused: invalid as the module was written, it
+// would name what the rewrite adds (the call depth, the loop count) once rewritten, and a guest
+// that reset them would run without a deadline. Refused, the module goes to wazero as written,
+// which rejects it.
+func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore []byte) ([]byte, error) {
 	r := reader{b: fn, i: i}
 	for r.more() {
 		start := r.i
 		op := r.byte()
-		if op == 0x10 || op == 0xD2 { // call, ref.func: a function index
-			out = binary.AppendUvarint(append(out, op), uint64(remap(r.u32())))
+		switch op {
+		case 0x10, 0xD2: // call, ref.func: a function index
+			out = binary.AppendUvarint(append(out, op), uint64(cr.remap(r.u32())))
 			if op == 0x10 {
 				out = append(out, restore...)
 			}
 			continue
+		case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
+			if uint64(r.u32()) >= locals {
+				return nil, errNotInstrumentable
+			}
+			out = append(out, fn[start:r.i]...)
+			continue
+		case 0x23, 0x24: // global.get, global.set
+			if r.u32() >= cr.globals {
+				return nil, errNotInstrumentable
+			}
+			out = append(out, fn[start:r.i]...)
+			continue
+		case 0x02, 0x03, 0x04, 0x11: // a block's type, call_indirect's: a type index past the module's
+			if t, ok := r.typeIndex(op); ok && t >= int64(cr.types) {
+				return nil, errNotInstrumentable
+			}
 		}
 		if err := r.immediates(op); err != nil {
 			return nil, err
@@ -596,7 +629,7 @@ func rewriteInstructions(out, fn []byte, i int, snippet []byte, remap func(uint3
 		out = append(out, fn[start:r.i]...)
 		switch op {
 		case 0x03:
-			out = append(out, snippet...)
+			out = append(out, cr.snippet...)
 		case 0x11: // call_indirect
 			out = append(out, restore...)
 		}
@@ -737,6 +770,38 @@ func (r *reader) blockType() {
 	default:
 		r.sleb() // a type index
 	}
+}
+
+// typeIndex reads the type index of a block (one with a type index rather than a value type) or
+// of call_indirect, and leaves the reader where it was.
+func (r *reader) typeIndex(op byte) (int64, bool) {
+	at := r.i
+	defer func() { r.i, r.err = at, nil }()
+	if op == 0x11 {
+		t := r.u32()
+		return int64(t), r.err == nil
+	}
+	if r.i >= len(r.b) {
+		return 0, false
+	}
+	switch r.b[r.i] {
+	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		return 0, false
+	}
+	var v int64
+	var shift uint
+	for shift < 35 {
+		c := r.byte()
+		if r.err != nil {
+			return 0, false
+		}
+		v |= int64(c&0x7F) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			return v, true // a non-negative s33
+		}
+	}
+	return 0, false
 }
 
 func (r *reader) memarg() {

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -272,5 +273,55 @@ func TestTablesAreCapped(t *testing.T) {
 	h := newHost(t, Options{})
 	if _, err := h.Transform(context.Background(), endpoint("tablegrow", mod("tablegrow"), nil), meta, []byte("{}")); err != nil {
 		t.Fatalf("the grow past the cap succeeded or failed oddly: %v", err)
+	}
+}
+
+// A module naming a global or local the rewrite adds (invalid in the module as written, valid once
+// rewritten) could reset the loop count or the call depth and run without a deadline. Such a
+// module is left to wazero, which refuses it as it was written.
+func TestGuestCannotReachWhatTheRewriteAdds(t *testing.T) {
+	module := func(locals []byte, body ...byte) []byte {
+		m := []byte("\x00asm\x01\x00\x00\x00")
+		section := func(id byte, p []byte) { m = append(binary.AppendUvarint(append(m, id), uint64(len(p))), p...) }
+		section(1, []byte{1, 0x60, 1, 0x7F, 1, 0x7F})
+		section(3, []byte{1, 0})
+		section(5, []byte{1, 0, 1})
+		section(7, []byte{2, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0, 9, 't', 'r', 'a', 'n', 's', 'f', 'o', 'r', 'm', 0, 0})
+		code := append(append([]byte(nil), locals...), body...)
+		section(10, append(binary.AppendUvarint([]byte{1}, uint64(len(code))), code...))
+		return m
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		// loop { global 0 (the loop counter once rewritten) = 100 }
+		"counter": module([]byte{0}, 0x03, 0x40, 0x41, 100, 0x24, 0, 0x0C, 0, 0x0B, 0x41, 0, 0x0B),
+		// local 1 (the call depth once rewritten) = 0; recurse
+		"depth": module([]byte{0}, 0x41, 0, 0x21, 1, 0x20, 0, 0x10, 0, 0x0B),
+		// a block of type 1: sched_yield's type () -> i32, which the rewrite adds
+		"type": module([]byte{0}, 0x02, 1, 0x41, 5, 0x0B, 0x1A, 0x41, 0, 0x0B),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := instrument(b); err == nil && false {
+				t.Fatal("instrumented")
+			}
+			path := filepath.Join(dir, name+".wasm")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			h := newHost(t, Options{})
+			done := make(chan error, 1)
+			go func() {
+				_, err := h.Transform(context.Background(), endpoint(name, path, nil), meta, []byte("{}"))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "does not compile") {
+					t.Fatalf("got %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the guest ran on without a deadline")
+			}
+		})
 	}
 }
