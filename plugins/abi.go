@@ -240,7 +240,10 @@ func logFn(ctx context.Context, m api.Module, stack []uint64) {
 		name = levels[lvl]
 	}
 	msg := read(m, api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
-	c.logs.add(name + ": " + string(msg[:min(len(msg), MaxLog)]) + "\n")
+	if c.logs.truncated {
+		return // full: a guest logging in a loop makes no more garbage than it keeps
+	}
+	c.logs.add(name + ": " + string(msg[:min(len(msg), MaxLog-len(c.logs.b))]) + "\n")
 }
 
 // error_set(ptr, len): the message when transform returns an error code.

@@ -373,6 +373,19 @@ func TestDeterminism(t *testing.T) {
 	}
 }
 
+// A guest's log keeps its first 4 KiB, marked as cut, however much the guest logs.
+func TestLogIsCapped(t *testing.T) {
+	h := newHost(t, Options{})
+	res, err := h.Transform(context.Background(), endpoint("crm", mod("logloop"), nil), meta, []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mark = "\n[log truncated at 4 KiB]"
+	if !strings.HasSuffix(res.Logs, mark) || len(res.Logs) != MaxLog+len(mark) || !strings.HasPrefix(res.Logs, "info: 0123") {
+		t.Fatalf("log of %d bytes: %.40q … %q", len(res.Logs), res.Logs, res.Logs[max(0, len(res.Logs)-40):])
+	}
+}
+
 // A header value with CR, LF or NUL is refused (it could smuggle a header into the request).
 func TestFieldValue(t *testing.T) {
 	for v, want := range map[string]bool{"gohighlevel/1": true, "": true, "a\r\nX-Evil: 1": false, "a\nb": false, "a\rb": false, "a\x00": false} {
