@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
@@ -56,15 +57,18 @@ type cappedLog struct {
 	truncated bool
 }
 
-func (l *cappedLog) add(s string) {
-	if room := MaxLog - len(l.b); room < len(s) {
+func (l *cappedLog) add(s string) { l.write(unsafe.Slice(unsafe.StringData(s), len(s))) }
+
+// write keeps what of p fits, copying no more of it: a guest may write megabytes at once.
+func (l *cappedLog) write(p []byte) {
+	if room := MaxLog - len(l.b); room < len(p) {
 		if room > 0 {
-			l.b = append(l.b, s[:room]...)
+			l.b = append(l.b, p[:room]...)
 		}
 		l.truncated = true
 		return
 	}
-	l.b = append(l.b, s...)
+	l.b = append(l.b, p...)
 }
 
 func (l *cappedLog) String() string {

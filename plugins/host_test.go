@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -383,6 +384,27 @@ func TestLogIsCapped(t *testing.T) {
 	const mark = "\n[log truncated at 4 KiB]"
 	if !strings.HasSuffix(res.Logs, mark) || len(res.Logs) != MaxLog+len(mark) || !strings.HasPrefix(res.Logs, "info: 0123") {
 		t.Fatalf("log of %d bytes: %.40q … %q", len(res.Logs), res.Logs, res.Logs[max(0, len(res.Logs)-40):])
+	}
+}
+
+// A guest writing megabytes to standard output at a time costs the host no more than the 4 KiB
+// it keeps (each write was copied whole before the cap).
+func TestBigWritesAreNotCopied(t *testing.T) {
+	h := newHost(t, Options{})
+	ep := endpoint("crm", mod("bigwrite"), nil)
+	ep.Transform.MemoryLimit = 16 << 20
+	if _, err := h.Transform(context.Background(), ep, meta, []byte("{}")); err != nil { // instance made
+		t.Fatal(err)
+	}
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	res, err := h.Transform(context.Background(), ep, meta, []byte("{}"))
+	goruntime.ReadMemStats(&after)
+	if err != nil || len(res.Logs) != MaxLog+len("\n[log truncated at 4 KiB]") {
+		t.Fatalf("%v, a log of %d bytes", err, len(res.Logs))
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Fatalf("writing 50 times 8 MB allocated %d MB on the host", n>>20)
 	}
 }
 

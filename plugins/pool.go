@@ -86,7 +86,7 @@ func (e *guestEnv) Read(p []byte) (int, error) {
 
 func (e *guestEnv) Write(p []byte) (int, error) {
 	if e.cur != nil {
-		e.cur.logs.add(string(p))
+		e.cur.logs.write(p) // without copying all of p first: a guest may write megabytes
 	}
 	return len(p), nil
 }
