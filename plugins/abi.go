@@ -161,7 +161,7 @@ func outputWrite(ctx context.Context, m api.Module, stack []uint64) {
 		c.breach = "output of " + strconv.Itoa(int(n)) + " bytes exceeds the 1 MiB limit"
 		panic(errBreach)
 	}
-	c.output = append(c.output[:0:0], read(m, ptr, n)...)
+	c.output = append(c.output[:0], read(m, ptr, n)...) // the call's own buffer: a guest may set the body often
 }
 
 // header_set(name_ptr, name_len, value_ptr, value_len) -> i32: 0 ok, -1 refused.

@@ -406,6 +406,20 @@ func TestBigWritesAreNotCopied(t *testing.T) {
 	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
 		t.Fatalf("writing 50 times 8 MB allocated %d MB on the host", n>>20)
 	}
+	// the body set 50 times over, 1 MB each: one buffer for the call
+	ep = endpoint("crm", mod("rewrite"), nil)
+	if _, err := h.Transform(context.Background(), ep, meta, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	goruntime.ReadMemStats(&before)
+	res, err = h.Transform(context.Background(), ep, meta, []byte("{}"))
+	goruntime.ReadMemStats(&after)
+	if err != nil || len(res.Body) != 1000000 {
+		t.Fatalf("%v, a body of %d bytes", err, len(res.Body))
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Fatalf("setting the body 50 times allocated %d MB on the host", n>>20)
+	}
 }
 
 // A header value with CR, LF or NUL is refused (it could smuggle a header into the request).
