@@ -10,6 +10,12 @@
 // Parse checks the structure it walks (objects, arrays, strings, literals and numbers) and
 // returns an error for malformed input; values are decoded only when asked for. A Parser kept
 // from call to call parses without allocating.
+//
+// Writing, AppendBytes and AppendString escape a value as encoding/json does, and AppendRaw
+// appends keys and punctuation as they are. In a guest, every call costs far more than natively
+// (arguments and results go through memory), so the package is written to make few: its hot
+// loops are small enough for Go to inline, and AppendRaw copies short strings itself where
+// append would call memmove.
 package jsonpick
 
 import (
