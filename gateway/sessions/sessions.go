@@ -451,7 +451,7 @@ func (s *Service) session(ctx context.Context, ws *config.Workspace, id string, 
 		sess.Number, sess.HoldUntil = "", until
 	}
 	resp.ExpiresAt = until.UTC()
-	if err := s.opt.Store.PutSession(ctx, sess, holdGrace); err != nil {
+	if err := s.opt.Store.PutSession(ctx, sess, store.SessionTTL(sess, now, holdGrace)); err != nil {
 		return resp, err
 	}
 	return resp, nil

@@ -308,10 +308,11 @@ type Session struct {
 
 // SessionStore keeps visitor sessions.
 type SessionStore interface {
-	// PutSession stores a session until its hold ends plus ttlGrace. It returns once committed,
-	// without waiting for the fsync (which follows within milliseconds): a session lost to a
-	// power cut costs one attribution, and a browser should not wait on a disk.
-	PutSession(ctx context.Context, s Session, ttlGrace time.Duration) error
+	// PutSession stores a session for ttl (SessionTTL: until its hold ends plus a grace, on the
+	// caller's clock). It returns once committed, without waiting for the fsync (which follows
+	// within milliseconds): a session lost to a power cut costs one attribution, and a browser
+	// should not wait on a disk.
+	PutSession(ctx context.Context, s Session, ttl time.Duration) error
 	// Session returns a session, or ErrNotFound.
 	Session(ctx context.Context, id string) (Session, error)
 	// Sessions calls fn for every stored session (to rebuild pools at start).
@@ -364,9 +365,10 @@ func (o *Outcome) ApplyBreaker(st *EndpointState) bool {
 }
 
 // SessionTTL is how long a stored session is kept: until its hold ends plus grace, at least a
-// second.
-func SessionTTL(s Session, grace time.Duration) time.Duration {
-	return max(time.Until(s.HoldUntil)+grace, time.Second)
+// second. now comes from the same clock as the hold (an injected one, in tests, may be months
+// from the wall clock's).
+func SessionTTL(s Session, now time.Time, grace time.Duration) time.Duration {
+	return max(s.HoldUntil.Sub(now)+grace, time.Second)
 }
 
 // Backuper is implemented by stores that can write a consistent copy of themselves while they

@@ -17,12 +17,12 @@ func keySession(id string) []byte { return append([]byte("s/"), id...) }
 
 var _ store.SessionStore = (*Store)(nil)
 
-func (s *Store) PutSession(ctx context.Context, ss store.Session, grace time.Duration) error {
+func (s *Store) PutSession(ctx context.Context, ss store.Session, ttl time.Duration) error {
 	b, err := json.Marshal(&ss)
 	if err != nil {
 		return err
 	}
-	ttl := store.SessionTTL(ss, grace)
+	ttl = max(ttl, time.Second)
 	return s.updateCommitted(ctx, func(txn *bdb.Txn) error { return s.set(txn, keySession(ss.ID), b, ttl) })
 }
 

@@ -146,12 +146,12 @@ func (s *Store) CallerKnown(ctx context.Context, ws int64, from string) (bool, e
 
 // sessions
 
-func (s *Store) PutSession(ctx context.Context, ss store.Session, grace time.Duration) error {
+func (s *Store) PutSession(ctx context.Context, ss store.Session, ttl time.Duration) error {
 	b, err := json.Marshal(&ss)
 	if err != nil {
 		return err
 	}
-	ttl := store.SessionTTL(ss, grace).Round(time.Second)
+	ttl = max(ttl, time.Second).Round(time.Second)
 	_, err = s.js.PublishMsg(ctx, kvMsg("rg_sessions", ss.ID, b), jetstream.WithMsgTTL(ttl))
 	return err
 }

@@ -309,12 +309,12 @@ func Run(t *testing.T, open Opener) {
 		b := a
 		b.ID, b.Number = "s_b", "+15550002"
 		for _, ss := range []store.Session{a, b} {
-			if err := s.PutSession(ctx, ss, time.Minute); err != nil {
+			if err := s.PutSession(ctx, ss, store.SessionTTL(ss, now, time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		a.HoldUntil = now.Add(2 * time.Hour) // a heartbeat
-		if err := s.PutSession(ctx, a, time.Minute); err != nil {
+		if err := s.PutSession(ctx, a, store.SessionTTL(a, now, time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.Session(ctx, "s_a")
