@@ -125,6 +125,12 @@ func (m *strMemo) str(b []byte) string {
 	return s
 }
 
+func writeString(m api.Module, ptr uint32, s string) {
+	if !m.Memory().WriteString(ptr, s) {
+		panic(errors.New("guest passed a buffer outside its memory"))
+	}
+}
+
 var i32 = api.ValueTypeI32
 
 func instantiateABI(ctx context.Context, r wazero.Runtime) error {
@@ -201,8 +207,8 @@ func lookup(m api.Module, stack []uint64, get func(key []byte) (string, bool)) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	if len(v) <= int(api.DecodeU32(stack[3])) && !m.Memory().WriteString(api.DecodeU32(stack[2]), v) {
-		panic(errors.New("guest passed a buffer outside its memory"))
+	if len(v) <= int(api.DecodeU32(stack[3])) {
+		writeString(m, api.DecodeU32(stack[2]), v)
 	}
 	stack[0] = api.EncodeI32(int32(len(v)))
 }
@@ -243,11 +249,12 @@ func logFn(ctx context.Context, m api.Module, stack []uint64) {
 	if int(lvl) < len(levels) {
 		name = levels[lvl]
 	}
-	msg := read(m, api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
-	if c.logs.truncated {
-		return // full: a guest logging in a loop makes no more garbage than it keeps
-	}
-	c.logs.add(name + ": " + string(msg[:min(len(msg), MaxLog-len(c.logs.b))]) + "\n")
+	// in parts, each kept as far as it fits: a guest logging on once the log is full makes the
+	// host copy nothing
+	c.logs.add(name)
+	c.logs.add(": ")
+	c.logs.write(read(m, api.DecodeU32(stack[1]), api.DecodeU32(stack[2])))
+	c.logs.add("\n")
 }
 
 // error_set(ptr, len): the message when transform returns an error code.

@@ -788,20 +788,8 @@ func (r *reader) typeIndex(op byte) (int64, bool) {
 	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
 		return 0, false
 	}
-	var v int64
-	var shift uint
-	for shift < 35 {
-		c := r.byte()
-		if r.err != nil {
-			return 0, false
-		}
-		v |= int64(c&0x7F) << shift
-		shift += 7
-		if c&0x80 == 0 {
-			return v, true // a non-negative s33
-		}
-	}
-	return 0, false
+	v := r.s32() // an s33; one past int32 names no type a module can have
+	return int64(v), r.err == nil && v >= 0
 }
 
 func (r *reader) memarg() {

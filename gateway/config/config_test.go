@@ -250,7 +250,7 @@ func TestReservedHeader(t *testing.T) {
 	for name, want := range map[string]bool{
 		"Signature": true, "CONTENT-LENGTH": true, "host": true, "Webhook-Id": true, "WEBHOOK-anything": true,
 		"X-Ringgate-Mapper": false, "Hosts": false, "webhook": false, "": false,
-		"webhoo\u212a-id": true, // the Kelvin sign lower-cases to k, as strings.ToLower has it
+		"webhoo\u212a-id":        true, // the Kelvin sign lower-cases to k, as strings.ToLower has it
 		strings.Repeat("x", 100): false, "webhook-" + strings.Repeat("x", 100): true,
 	} {
 		if got := ReservedHeader(name); got != want {

@@ -253,12 +253,7 @@ func (p *parser) object(depth int) (Object, error) {
 				t.objs = append(t.objs, so)
 				m.sub = int32(len(t.objs))
 			case 't', 'f', 'n': // literals here, and numbers below, without a call to value
-				switch {
-				case len(b)-i >= 4 && string(b[i:i+4]) == "true", len(b)-i >= 4 && string(b[i:i+4]) == "null":
-					i += 4
-				case len(b)-i >= 5 && string(b[i:i+5]) == "false":
-					i += 5
-				default:
+				if i, ok = literal(b, i); !ok {
 					return Object{}, ErrSyntax
 				}
 			case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
@@ -340,15 +335,8 @@ func (p *parser) value(depth int) error {
 			}
 			i = ws(b, i+1)
 		}
-	case 't':
-		ok = len(b)-i >= 4 && string(b[i:i+4]) == "true"
-		i += 4
-	case 'f':
-		ok = len(b)-i >= 5 && string(b[i:i+5]) == "false"
-		i += 5
-	case 'n':
-		ok = len(b)-i >= 4 && string(b[i:i+4]) == "null"
-		i += 4
+	case 't', 'f', 'n':
+		i, ok = literal(b, i)
 	default:
 		i, ok = number(b, i)
 	}
@@ -369,6 +357,17 @@ func ws(b []byte, i int) int {
 
 // maxDepth bounds nesting.
 const maxDepth = 1000
+
+// literal returns the index after the literal (true, false or null) at b[i:], and whether it is
+// one.
+func literal(b []byte, i int) (int, bool) {
+	for _, l := range [...]string{"true", "false", "null"} {
+		if len(b)-i >= len(l) && string(b[i:i+len(l)]) == l {
+			return i + len(l), true
+		}
+	}
+	return i, false
+}
 
 // number returns the index after the number at b[i:], and whether it is one.
 func number(b []byte, i int) (int, bool) {
