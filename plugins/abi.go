@@ -23,8 +23,10 @@ var abiFunctions = map[string]bool{
 	"meta_get": true, "log": true, "error_set": true,
 }
 
-// call is the state of one transform call; host functions find it in the context.
+// call is the state of one transform call; host functions find it in the context, through the
+// guestEnv of its instance (see current).
 type call struct {
+	ctx     context.Context // the caller's: sched_yield ends the call once it is done
 	input   []byte
 	config  map[string]string
 	meta    delivery.TransformMeta
@@ -49,7 +51,10 @@ type callKey struct{}
 // errBreach aborts a guest that broke a limit; call.breach says which.
 var errBreach = errors.New("limit breached")
 
-func current(ctx context.Context) *call { return ctx.Value(callKey{}).(*call) }
+// current is the call a host function serves. The context holds the instance's guestEnv, whose
+// call changes from one call to the next: a reactor's context is made once, with the instance,
+// rather than for every call.
+func current(ctx context.Context) *call { return ctx.Value(callKey{}).(*guestEnv).cur }
 
 // cappedLog keeps the first MaxLog bytes a call logs.
 type cappedLog struct {

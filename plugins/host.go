@@ -60,6 +60,11 @@ type Host struct {
 	opt   Options
 	cache wazero.CompilationCache
 
+	// fast finds an endpoint's pool without the lock: by the endpoint's config (a config
+	// version's endpoints do not change), checked against the pool's module and cap and for a
+	// retired pool; cleared when the config is provisioned and when the host closes.
+	fast sync.Map // *config.Endpoint -> *pool
+
 	mu       sync.Mutex
 	runtimes map[uint32]*runtime // by memory limit in pages
 	pools    map[poolKey]*pool
@@ -119,6 +124,7 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.fast.Clear()
 	close(h.stop)
 	rts := h.runtimes
 	h.mu.Unlock()
@@ -200,9 +206,15 @@ var errDeadline = errors.New("deadline exceeded")
 // schedYield is WASI's sched_yield for counted modules, called every yieldEvery loop
 // iterations: it ends the call once its deadline has passed or its context is done.
 func schedYield(ctx context.Context, _ api.Module, stack []uint64) {
-	if c, ok := ctx.Value(callKey{}).(*call); ok && !c.deadline.IsZero() && time.Now().After(c.deadline) {
-		c.timedOut = true
-		panic(errDeadline)
+	if e, ok := ctx.Value(callKey{}).(*guestEnv); ok && e.cur != nil {
+		c := e.cur
+		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
+			c.timedOut = true
+			panic(errDeadline)
+		}
+		if c.ctx != nil && c.ctx.Err() != nil {
+			panic(errDeadline)
+		}
 	}
 	if ctx.Err() != nil {
 		panic(errDeadline)
@@ -317,6 +329,7 @@ func (h *Host) compile(ctx context.Context, rt *runtime, path string) (*module, 
 func (h *Host) Provision(ctx context.Context, cfg *config.Config) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.fast.Clear()
 	var errs []error
 	live := map[poolKey]bool{}
 	for _, ws := range cfg.Workspaces {
@@ -362,12 +375,18 @@ func (h *Host) Check(ctx context.Context, t *config.Transform) error {
 // poolFor returns the endpoint's pool on the module's current version.
 func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) {
 	key := poolKey{ep.ID, ep.Transform.Module, pages(ep.Transform.MemoryLimit)}
+	if v, ok := h.fast.Load(ep); ok {
+		if p := v.(*pool); !p.gone.Load() && p.pages == key.pages && p.mod.path == key.path {
+			return p, nil
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, errors.New("plugin host is closed")
 	}
 	if p := h.pools[key]; p != nil {
+		h.fast.Store(ep, p)
 		return p, nil
 	}
 	rt, err := h.runtimeFor(ctx, key.pages)
@@ -380,6 +399,7 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 	}
 	p := newPool(m, h.opt.PoolSize, key.pages)
 	h.pools[key] = p
+	h.fast.Store(ep, p)
 	return p, nil
 }
 
@@ -433,7 +453,7 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 	if err != nil {
 		return delivery.TransformResult{}, err
 	}
-	st := &call{input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
+	st := &call{ctx: ctx, input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
 	st.headers = st.hbuf[:0]
 	start := time.Now()
 	switch {

@@ -12,7 +12,8 @@ import (
 // wazero's CloseOnContextDone compiles a check that leaves native code at every loop header,
 // which costs a Go guest (hundreds of thousands of loop iterations to parse a payload) several
 // times its own work, and any guest a timer per call. Modules are instrumented instead: each
-// loop header counts down a global, and every yieldEvery iterations calls WASI's sched_yield,
+// loop counts down a global on its way back (before a branch to the loop's label; at its head for
+// the few loops a br_table goes back to), and every yieldEvery iterations calls WASI's sched_yield,
 // whose host side ends the call once its deadline has passed. Every Go wasip1 module imports
 // sched_yield; other modules get the import added. The call is also a point where the Go
 // runtime can preempt the goroutine, so a guest in a tight loop never holds up a garbage
@@ -455,7 +456,7 @@ func remapSection(id byte, p []byte, remap func(uint32) uint32) ([]byte, error) 
 	return out, nil
 }
 
-// countdown is the code at each loop header:
+// countdown is the code on each loop's way back (or at its head):
 //
 //	if (counter == 0) { counter = yieldEvery; drop(sched_yield()) } else { counter-- }
 func countdown(counter, yield uint32) []byte {
@@ -476,7 +477,7 @@ func countdown(counter, yield uint32) []byte {
 
 // codeRewrite is what instrumenting a code section needs.
 type codeRewrite struct {
-	snippet []byte              // the countdown, after every loop instruction
+	snippet []byte              // the countdown, on every loop's way back
 	remap   func(uint32) uint32 // function indices past the injected import
 	depth   uint32              // the depth global
 	globals uint32              // the globals the module has: the rewrite's come after them
@@ -585,13 +586,24 @@ func makesCalls(code []byte) (bool, error) {
 	return false, nil
 }
 
-// instructions copies the instructions of fn from i on: the countdown after each loop, function
-// indices remapped, and restore (if any) after each call. A local or global index past the
-// function's locals or the module's globals is refused: invalid as the module was written, it
-// would name what the rewrite adds (the call depth, the loop count) once rewritten, and a guest
-// that reset them would run without a deadline. Refused, the module goes to wazero as written,
-// which rejects it.
+// instructions copies the instructions of fn from i on: the countdown on each loop's way back
+// (before a br or a taken br_if to the loop's label), function indices remapped, and restore (if
+// any) after each call. A loop entered and left without going round costs nothing that way
+// (Go's inlined loops are often left at once: a whitespace skip, a scan that finds its byte in
+// the first word); a loop a br_table can go back to, or whose type may take parameters (which a
+// br_if put under an if could not pass), counts at its head instead. A local or global index
+// past the function's locals or the module's globals is refused: invalid as the module was
+// written, it would name what the rewrite adds (the call depth, the loop count) once
+// rewritten, and a guest that reset them would run without a deadline. Refused, the module goes
+// to wazero as written, which rejects it.
 func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore []byte) ([]byte, error) {
+	atHead, err := headCounted(fn, i)
+	if err != nil {
+		return nil, err
+	}
+	// the labels open: for each, whether it is a loop counted on its way back
+	back := []bool{false} // the function's own label
+	target := func(l uint32) bool { return int64(l) < int64(len(back)) && back[len(back)-1-int(l)] }
 	r := reader{b: fn, i: i}
 	for r.more() {
 		start := r.i
@@ -615,6 +627,22 @@ func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore
 			}
 			out = append(out, fn[start:r.i]...)
 			continue
+		case 0x0C: // br: the countdown first when it goes back to a loop
+			l := r.u32()
+			if target(l) {
+				out = append(out, cr.snippet...)
+			}
+			out = append(out, fn[start:r.i]...)
+			continue
+		case 0x0D: // br_if: if taken, the countdown and the branch
+			l := r.u32()
+			if target(l) {
+				out = append(append(out, 0x04, 0x40), cr.snippet...)
+				out = append(binary.AppendUvarint(append(out, 0x0C), uint64(l)+1), 0x0B)
+			} else {
+				out = append(out, fn[start:r.i]...)
+			}
+			continue
 		case 0x02, 0x03, 0x04, 0x11: // a block's type, call_indirect's: a type index past the module's
 			if t, ok := r.typeIndex(op); ok && t >= int64(cr.types) {
 				return nil, errNotInstrumentable
@@ -628,13 +656,64 @@ func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore
 		}
 		out = append(out, fn[start:r.i]...)
 		switch op {
-		case 0x03:
-			out = append(out, cr.snippet...)
+		case 0x02, 0x04: // block, if
+			back = append(back, false)
+		case 0x03: // loop
+			back = append(back, !atHead[start])
+			if atHead[start] {
+				out = append(out, cr.snippet...)
+			}
+		case 0x0B: // end
+			if len(back) > 0 {
+				back = back[:len(back)-1]
+			}
 		case 0x11: // call_indirect
 			out = append(out, restore...)
 		}
 	}
 	return out, r.err
+}
+
+// headCounted returns the loops of fn's code from i on (by the offset of their instruction)
+// whose countdown goes at their head: those a br_table can branch to, and those whose type is a
+// type index (which may take parameters).
+func headCounted(fn []byte, i int) (map[int]bool, error) {
+	head := map[int]bool{}
+	var open []int // each open label: the offset of its loop instruction, or -1
+	r := reader{b: fn, i: i}
+	for r.more() {
+		start := r.i
+		op := r.byte()
+		_, typed := r.typeIndex(op)
+		if op == 0x0E { // br_table: mark the loops among its labels
+			t := reader{b: fn, i: r.i}
+			for n := t.u32() + 1; n > 0 && t.err == nil && n <= uint32(len(fn)); n-- {
+				if l := t.u32(); int64(l) < int64(len(open)) && open[len(open)-1-int(l)] >= 0 {
+					head[open[len(open)-1-int(l)]] = true
+				}
+			}
+		}
+		if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		switch op {
+		case 0x02, 0x04:
+			open = append(open, -1)
+		case 0x03:
+			open = append(open, start)
+			if typed {
+				head[start] = true
+			}
+		case 0x0B:
+			if len(open) > 0 {
+				open = open[:len(open)-1]
+			}
+		}
+	}
+	if r.err != nil {
+		return nil, errNotInstrumentable
+	}
+	return head, nil
 }
 
 // immediates skips the immediates of op.

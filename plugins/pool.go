@@ -49,6 +49,7 @@ func (p *pool) retire() {
 
 // instance is one instantiated reactor with what calls reuse.
 type instance struct {
+	ctx   context.Context // holds env for the host functions of a counted module's calls
 	m     api.Module
 	fn    api.Function
 	stack []uint64
@@ -145,14 +146,15 @@ func (p *pool) instantiate() (*instance, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 	defer cancel()
-	c := &call{}
-	env.reset(c)
-	m, err := p.mod.r.InstantiateModule(context.WithValue(ctx, callKey{}, c), p.mod.compiled, cfg)
+	env.reset(&call{ctx: ctx})
+	m, err := p.mod.r.InstantiateModule(context.WithValue(ctx, callKey{}, env), p.mod.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate %s: %w", p.mod.path, err)
 	}
 	depth, _ := m.ExportedGlobal(DepthExport).(api.MutableGlobal)
-	return &instance{m: m, fn: m.ExportedFunction("transform"), stack: make([]uint64, 1), env: env, depth: depth}, nil
+	env.cur = nil
+	return &instance{ctx: context.WithValue(context.Background(), callKey{}, env), m: m,
+		fn: m.ExportedFunction("transform"), stack: make([]uint64, 1), env: env, depth: depth}, nil
 }
 
 func (p *pool) put(inst *instance) {
@@ -171,7 +173,6 @@ func (p *pool) put(inst *instance) {
 
 // run calls the module once: a pooled reactor instance, or a fresh command instance.
 func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
-	ctx = context.WithValue(ctx, callKey{}, c)
 	if p.mod.kind == Command {
 		return p.runCommand(ctx, c)
 	}
@@ -185,7 +186,11 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 		inst.depth.Set(0) // a trapped call may have left it anywhere
 	}
 	inst.stack[0] = api.EncodeI32(int32(len(c.input)))
-	err = inst.fn.CallWithStack(ctx, inst.stack)
+	callCtx := inst.ctx // a counted module's deadline and ctx are checked by sched_yield, with c
+	if !p.mod.counted {
+		callCtx = context.WithValue(ctx, callKey{}, inst.env) // wazero's check watches ctx
+	}
+	err = inst.fn.CallWithStack(callCtx, inst.stack)
 	inst.env.cur = nil
 	if err != nil {
 		if inst.depth != nil && c.breach == "" && api.DecodeU32(inst.depth.Get()) > MaxCallDepth {
@@ -223,6 +228,7 @@ func (o *cappedOut) Write(p []byte) (int, error) {
 func (p *pool) runCommand(ctx context.Context, c *call) (uint32, error) {
 	env := &guestEnv{}
 	env.reset(c)
+	ctx = context.WithValue(ctx, callKey{}, env)
 	out := &cappedOut{c: c}
 	var stderr bytes.Buffer
 	cfg := env.config(wazero.NewModuleConfig()).
