@@ -65,8 +65,6 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		}
 	}
 
-	// The custom fields, in the order of their keys (as encoding/json writes a map): written
-	// after the contact fields below.
 	var num, dur [20]byte
 	var callLogID, duration []byte
 	if id, _ := d.Int("call_log_id"); id != 0 {
@@ -75,26 +73,6 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 	if string(event) == "call.completed" || string(event) == "call.missed" {
 		n, _ := d.Int("duration")
 		duration = strconv.AppendInt(dur[:0], n, 10)
-	}
-	v, hasVisit := d.Object("visitor_session")
-	vm, hasVoicemail := d.Object("voicemail")
-	var fields [13][]byte
-	fields[0] = duration
-	fields[1] = callLogID
-	fields[2] = str(d, "status")
-	fields[3] = campaign
-	if hasVisit {
-		fields[4] = str(v, "fbclid")
-		fields[5] = str(v, "ga_client_id")
-		fields[6] = str(v, "gclid")
-		fields[7] = str(v, "landing_page_url")
-		fields[9] = str(v, "utm_campaign")
-	}
-	fields[8] = str(d, "recording_url")
-	fields[10] = str(d, "utm_medium")
-	if hasVoicemail {
-		fields[11] = str(vm, "transcription")
-		fields[12] = str(vm, "recording_url")
 	}
 
 	out := jsonpick.AppendRaw(dst, `{"phone":`) // AppendRaw: in a guest, no call to memmove
@@ -123,18 +101,39 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 		}
 		out = jsonpick.AppendString(out, tag)
 	}
+	// The custom fields, in the order of their keys (as encoding/json writes a map), each
+	// written as it is read: a guest keeps fewer values alive across its calls.
 	out = jsonpick.AppendRaw(out, `],"customField":{`)
 	sep := false
-	for i, v := range fields {
+	field := func(k string, v []byte) {
 		if len(v) == 0 {
-			continue
+			return
 		}
 		if sep {
 			out = append(out, ',')
 		}
 		sep = true
-		out = jsonpick.AppendRaw(out, fieldKeys[i])
-		out = jsonpick.AppendBytes(out, v)
+		out = jsonpick.AppendBytes(jsonpick.AppendRaw(out, k), v)
+	}
+	field(`"call_duration":`, duration)
+	field(`"call_log_id":`, callLogID)
+	field(`"call_status":`, str(d, "status"))
+	field(`"campaign_name":`, campaign)
+	v, hasVisit := d.Object("visitor_session")
+	if hasVisit {
+		field(`"fbclid":`, str(v, "fbclid"))
+		field(`"ga_client_id":`, str(v, "ga_client_id"))
+		field(`"gclid":`, str(v, "gclid"))
+		field(`"landing_page_url":`, str(v, "landing_page_url"))
+	}
+	field(`"recording_url":`, str(d, "recording_url"))
+	if hasVisit {
+		field(`"utm_campaign":`, str(v, "utm_campaign"))
+	}
+	field(`"utm_medium":`, str(d, "utm_medium"))
+	if vm, ok := d.Object("voicemail"); ok {
+		field(`"voicemail_transcription":`, str(vm, "transcription"))
+		field(`"voicemail_url":`, str(vm, "recording_url"))
 	}
 	out = jsonpick.AppendRaw(out, `},"event":`)
 	out = jsonpick.AppendBytes(out, event)
@@ -142,8 +141,3 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 }
 
 var newCaller, repeatCaller = []byte("New Caller"), []byte("Repeat Caller")
-
-// fieldKeys are the custom fields' keys, quoted with their colon, sorted.
-var fieldKeys = [13]string{`"call_duration":`, `"call_log_id":`, `"call_status":`, `"campaign_name":`,
-	`"fbclid":`, `"ga_client_id":`, `"gclid":`, `"landing_page_url":`, `"recording_url":`,
-	`"utm_campaign":`, `"utm_medium":`, `"voicemail_transcription":`, `"voicemail_url":`}
