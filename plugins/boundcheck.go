@@ -27,8 +27,10 @@ import "encoding/binary"
 //
 // What was tried and not kept: an i32 twin for each such local, set wherever the local is
 // (every narrowing shares one value, across blocks): slower, from the registers the twins keep
-// busy; and a probe right after the prologue and each call, reaching as far as the function
-// does from its stack pointer, to check once for all the accesses after it: also slower.
+// busy; the scratch reused wherever the first narrowing dominates (into ifs and loops, past the
+// ends of blocks that leave the local alone): no faster than within straight-line code; and a
+// probe right after the prologue and each call, reaching as far as the function does from its
+// stack pointer, to check once for all the accesses after it: slower.
 
 // Opcodes read here (see also structure.go).
 const (

@@ -11,10 +11,10 @@ import (
 )
 
 // stackBody wraps code into a body shaped as Go's functions are for fewerChecks: locals 1, the
-// cached stack pointer (i32), and 2–4 (i64: 2 and 4 hold pointers, 3 a sum); Go's global.get 0;
-// local.set 1 first, and the sum narrowed returned.
+// cached stack pointer (i32), and 2–5 (i64: 2 and 4 hold pointers, 3 a sum, 5 a loop count); Go's
+// global.get 0; local.set 1 first, and the sum narrowed returned.
 func stackBody(code []byte) []byte {
-	body := []byte{2, 1, 0x7F, 3, 0x7E, opGlobalGet, 0, opLocalSet, 1}
+	body := []byte{2, 1, 0x7F, 4, 0x7E, opGlobalGet, 0, opLocalSet, 1}
 	body = append(body, code...)
 	return append(body, opLocalGet, 3, opI32WrapI64, opEnd)
 }
@@ -36,8 +36,9 @@ func stackModule(body []byte) []byte {
 // stackStatements turns fuzz bytes into code built from what fewerChecks rewrites and what it
 // must leave alone: stores and loads at the widened stack pointer, loads and stores through
 // pointer locals, those locals changed (set, teed, under an if, after a br_if), a widened
-// address used as a value or stored, a store whose value is itself loaded through a pointer,
-// and a pointer read under an if.
+// address used as a value or stored, a store whose value is itself loaded through a pointer, a
+// pointer read under an if or in both its arms, and loops reading through a pointer that stays
+// or moves.
 func stackStatements(in []byte) []byte {
 	var b []byte
 	widened := func(c byte) []byte { // SP + c, narrowed
@@ -48,7 +49,7 @@ func stackStatements(in []byte) []byte {
 		return []byte{opLocalGet, 1, opI64ExtendU, opI64Const, c, opI64Add, opLocalSet, x}
 	}
 	for len(in) >= 4 {
-		op, x, c, o := in[0]%12, 2+2*(in[1]%2), 8*(in[2]%8), 8*(in[3]%8)
+		op, x, c, o := in[0]%15, 2+2*(in[1]%2), 8*(in[2]%8), 8*(in[3]%8)
 		in = in[4:]
 		switch op {
 		case 0: // store at SP + c
@@ -87,6 +88,21 @@ func stackStatements(in []byte) []byte {
 		case 11: // a widened address stored as a value (i32.store) through a pointer
 			b = append(b, opLocalGet, x, opI32WrapI64)
 			b = append(append(b, widened(c)...), 0x36, 2, o)
+		case 12, 13: // three rounds of a loop reading through a pointer; 13 moves it each round
+			b = append(b, opI64Const, 3, opLocalSet, 5, opLoop, blockVoid)
+			b = append(b, opLocalGet, x, opI32WrapI64, 0x29, 3, o)
+			b = append(b, sum...)
+			if op == 13 {
+				b = append(b, opLocalGet, x, opI64Const, 8, opI64Add, opLocalSet, x)
+			}
+			b = append(b, opLocalGet, x, opI32WrapI64, 0x29, 3, o/2)
+			b = append(b, sum...)
+			b = append(b, opLocalGet, 5, opI64Const, 1, 0x7D /* i64.sub */, opLocalTee, 5)
+			b = append(b, opI64Const, 0, 0x52 /* i64.ne */, opBrIf, 0, opEnd)
+		case 14: // read through a pointer in both arms of an if
+			b = append(b, opLocalGet, 0, opIf, blockVoid, opLocalGet, x, opI32WrapI64, 0x29, 3, o)
+			b = append(append(b, sum...), opElse, opLocalGet, x, opI32WrapI64, 0x29, 3, o)
+			b = append(append(b, sum...), opEnd)
 		}
 	}
 	return b
@@ -164,6 +180,10 @@ func TestFewerChecks(t *testing.T) {
 		{"a store of a value loaded through a pointer", []byte{9, 0, 2, 1, 9, 0, 3, 1}, 0, 1},
 		{"a narrowing under an if", []byte{3, 0, 1, 0, 10, 0, 2, 0, 2, 0, 0, 0}, 2, 2},
 		{"a widened address stored", []byte{3, 0, 1, 0, 11, 0, 2, 0}, 2, 1},
+		{"a loop reads a pointer set before it", []byte{3, 0, 1, 0, 2, 0, 0, 1, 12, 0, 0, 2}, 1, 2},
+		{"a loop moves the pointer it reads", []byte{3, 0, 1, 0, 2, 0, 0, 1, 13, 0, 0, 2}, 1, 3},
+		{"after an if, a pointer it did not change", []byte{3, 0, 1, 0, 2, 0, 0, 1, 4, 1, 3, 0, 2, 0, 0, 2}, 2, 2},
+		{"both arms of an if", []byte{3, 0, 1, 0, 14, 0, 0, 1, 2, 0, 0, 2}, 1, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code := stackStatements(c.in)
