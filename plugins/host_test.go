@@ -40,7 +40,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// BuildTestModules compiles testdata/*.wat, examples/wat/*.wat and the GoHighLevel example into dir.
+// BuildTestModules compiles testdata/*.wat, examples/wat/*.wat, the GoHighLevel example and the
+// hostile Go guest testdata/gospin into dir.
 func BuildTestModules(dir string) error {
 	wats, _ := filepath.Glob("testdata/*.wat")
 	ex, _ := filepath.Glob("examples/wat/*.wat")
@@ -50,10 +51,12 @@ func BuildTestModules(dir string) error {
 			return fmt.Errorf("wat2wasm %s (install wabt): %v\n%s", f, err, b)
 		}
 	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "gohighlevel.wasm"), "./examples/gohighlevel")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build gohighlevel: %v\n%s", err, b)
+	for name, pkg := range map[string]string{"gohighlevel": "./examples/gohighlevel", "gospin": "./testdata/gospin"} {
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, name+".wasm"), pkg)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", name, err, b)
+		}
 	}
 	b, err := os.ReadFile("testdata/notwasm.wasm")
 	if err != nil {
@@ -187,12 +190,21 @@ func TestHostileGuests(t *testing.T) {
 		{"envimport", `imports env.abort: only "ringgate" and "wasi_snapshot_preview1" are provided`},
 		{"notwasm", "is not a WebAssembly binary"},
 		{"errorcode", "transform failed (code 2): payload has no phone number"},
+		{"gospin spin", "transform timed out after 100ms"},
+		{"gospin calls", "transform timed out after 100ms"},
+		{"gospin recurse", "transform nested its calls deeper than 100000 and trapped"},
 	}
 	body := sample(t, "call.completed")
 	for _, c := range cases {
 		t.Run(c.module, func(t *testing.T) {
 			start := time.Now()
-			ep := endpoint(c.module, mod(c.module), nil)
+			name, mode, _ := strings.Cut(c.module, " ") // a Go guest's mode goes in its config
+			ep := endpoint(c.module, mod(name), map[string]string{"mode": mode})
+			if mode == "recurse" {
+				// Go grows its stack by copying it, frame by frame, which in a guest takes longer
+				// than 100ms to reach the depth bound: time enough to show the bound.
+				ep.Transform.Timeout = 10 * time.Second
+			}
 			if c.module == "membomb" {
 				ep.Transform.MemoryLimit = 4 << 20
 			}
