@@ -18,7 +18,7 @@ deps: ## install the test tools Go does not bring: wabt (wat2wasm) and chromium 
 	./scripts/deps.sh
 
 plugins: ## build the example transforms: Go (wasip1), WAT (wabt's wat2wasm), AssemblyScript (npm)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o plugins/examples/gohighlevel/gohighlevel.wasm ./plugins/examples/gohighlevel
+	GOOS=wasip1 GOARCH=wasm GOWASM=satconv,signext $(GO) build -buildmode=c-shared -o plugins/examples/gohighlevel/gohighlevel.wasm ./plugins/examples/gohighlevel
 	for f in plugins/examples/wat/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm" || exit 1; done
 	cd plugins/examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 

@@ -53,7 +53,7 @@ func BuildTestModules(dir string) error {
 	}
 	for name, pkg := range map[string]string{"gohighlevel": "./examples/gohighlevel", "gospin": "./testdata/gospin"} {
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, name+".wasm"), pkg)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWASM=satconv,signext") // as make plugins
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %v\n%s", name, err, b)
 		}

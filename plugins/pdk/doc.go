@@ -1,6 +1,9 @@
 // Package pdk is the Go kit for ringgate transforms, built with the standard Go toolchain:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o mapper.wasm .
+//	GOOS=wasip1 GOARCH=wasm GOWASM=satconv,signext go build -buildmode=c-shared -o mapper.wasm .
+//
+// (GOWASM is optional: WebAssembly 2.0 instructions, which the host runs, and Go uses to
+// convert int32 to int in one instruction.)
 //
 // A transform is package main with an empty main and an exported function:
 //

@@ -3,7 +3,7 @@
 // Command gohighlevel is a ringgate transform that maps call events to a GoHighLevel
 // inbound-webhook body (see package mapping). Build it with
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o gohighlevel.wasm ./plugins/examples/gohighlevel
+//	GOOS=wasip1 GOARCH=wasm GOWASM=satconv,signext go build -buildmode=c-shared -o gohighlevel.wasm ./plugins/examples/gohighlevel
 //
 // Config: tag (optional) is added to the contact's tags.
 package main

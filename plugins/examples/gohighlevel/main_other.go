@@ -2,7 +2,7 @@
 
 // Command gohighlevel is a ringgate transform; it only does something when built for wasip1:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o gohighlevel.wasm ./plugins/examples/gohighlevel
+//	GOOS=wasip1 GOARCH=wasm GOWASM=satconv,signext go build -buildmode=c-shared -o gohighlevel.wasm ./plugins/examples/gohighlevel
 package main
 
 import (
