@@ -225,20 +225,8 @@ func imm(body []byte, in insn) uint32 {
 
 // sleb is the immediate of an i32.const or i64.const.
 func sleb(body []byte, in insn) int64 {
-	var v int64
-	var shift uint
-	for i := in.at + 1; i < in.end; i++ {
-		c := body[i]
-		v |= int64(c&0x7F) << shift
-		shift += 7
-		if c&0x80 == 0 {
-			if shift < 64 && c&0x40 != 0 {
-				v |= -1 << shift
-			}
-			break
-		}
-	}
-	return v
+	r := reader{b: body, i: in.at + 1}
+	return r.s64()
 }
 
 // memarg is the alignment and offset of a load or store of memory 0; one of another memory

@@ -816,8 +816,21 @@ func (g *goFunc) segment(s int) {
 	}
 }
 
-// s32 decodes a signed LEB128 of at most 32 bits.
+// s32 decodes a signed LEB128 of at most 32 bits (5 bytes).
 func (r *reader) s32() int32 {
+	v := r.signed(5)
+	if v < -1<<31 || v >= 1<<31 {
+		r.err = errNotInstrumentable
+		return 0
+	}
+	return int32(v)
+}
+
+// s64 decodes a signed LEB128 of at most 64 bits (10 bytes).
+func (r *reader) s64() int64 { return r.signed(10) }
+
+// signed decodes a signed LEB128 of at most n bytes.
+func (r *reader) signed(n uint) int64 {
 	var v int64
 	var shift uint
 	for {
@@ -831,18 +844,13 @@ func (r *reader) s32() int32 {
 			if shift < 64 && c&0x40 != 0 {
 				v |= -1 << shift
 			}
-			break
+			return v
 		}
-		if shift >= 35 {
+		if shift >= 7*n {
 			r.err = errNotInstrumentable
 			return 0
 		}
 	}
-	if v < -1<<31 || v >= 1<<31 {
-		r.err = errNotInstrumentable
-		return 0
-	}
-	return int32(v)
 }
 
 // neverReturns reports whether a Go function's body ends only by unwinding (returning 1) or
