@@ -63,7 +63,8 @@ type Host struct {
 	// fast finds an endpoint's pool without the lock: by the endpoint's config (a config
 	// version's endpoints do not change), checked against the pool's module and cap and for a
 	// retired pool; cleared when the config is provisioned and when the host closes.
-	fast sync.Map // *config.Endpoint -> *pool
+	fast  sync.Map // *config.Endpoint -> *pool
+	fastN int      // entries stored since fast was last cleared; h.mu is held
 
 	mu       sync.Mutex
 	runtimes map[uint32]*runtime // by memory limit in pages
@@ -125,6 +126,7 @@ func (h *Host) Close() error {
 	}
 	h.closed = true
 	h.fast.Clear()
+	h.fastN = 0
 	close(h.stop)
 	rts := h.runtimes
 	h.mu.Unlock()
@@ -330,6 +332,7 @@ func (h *Host) Provision(ctx context.Context, cfg *config.Config) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.fast.Clear()
+	h.fastN = 0
 	var errs []error
 	live := map[poolKey]bool{}
 	for _, ws := range cfg.Workspaces {
@@ -386,7 +389,7 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 		return nil, errors.New("plugin host is closed")
 	}
 	if p := h.pools[key]; p != nil {
-		h.fast.Store(ep, p)
+		h.remember(ep, p)
 		return p, nil
 	}
 	rt, err := h.runtimeFor(ctx, key.pages)
@@ -399,9 +402,22 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 	}
 	p := newPool(m, h.opt.PoolSize, key.pages)
 	h.pools[key] = p
-	h.fast.Store(ep, p)
+	h.remember(ep, p)
 	return p, nil
 }
+
+// remember adds ep's pool to fast, which a caller passing a new endpoint value on every call
+// would otherwise grow without end: past maxFast entries it starts again. h.mu is held.
+func (h *Host) remember(ep *config.Endpoint, p *pool) {
+	if h.fastN++; h.fastN > maxFast {
+		h.fast.Clear()
+		h.fastN = 1
+	}
+	h.fast.Store(ep, p)
+}
+
+// maxFast bounds the endpoints fast remembers (a config has far fewer).
+const maxFast = 4096
 
 // watch swaps the pools of modules whose file changed, so new calls use the new version while
 // calls in flight finish on the old one.

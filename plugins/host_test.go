@@ -448,3 +448,38 @@ func TestFieldValue(t *testing.T) {
 		}
 	}
 }
+
+// poolFor's lock-free path: a caller passing a new endpoint value on every call leaves it bounded,
+// and a pool retired by a config that drops the endpoint is not handed out again.
+func TestPoolForFastPath(t *testing.T) {
+	h := newHost(t, Options{})
+	ep := endpoint("crm", mod("identity"), nil)
+	body := sample(t, "call.completed")
+	for i := 0; i < maxFast+500; i++ {
+		e := *ep // a new endpoint value each call
+		if _, err := h.Transform(context.Background(), &e, meta, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	h.fast.Range(func(any, any) bool { n++; return true })
+	if n > maxFast {
+		t.Fatalf("%d endpoints remembered, more than %d", n, maxFast)
+	}
+	first, err := h.poolFor(context.Background(), ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Provision(context.Background(), &config.Config{}); err != nil { // drops the endpoint
+		t.Fatal(err)
+	}
+	if !first.gone.Load() {
+		t.Fatal("the dropped endpoint's pool is not retired")
+	}
+	if _, err := h.Transform(context.Background(), ep, meta, body); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := h.poolFor(context.Background(), ep); again == first {
+		t.Fatal("a retired pool was handed out again")
+	}
+}
