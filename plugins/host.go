@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,7 +470,19 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 	if err != nil {
 		return delivery.TransformResult{}, err
 	}
-	st := &call{ctx: ctx, input: body, config: t.Config, meta: meta, attempt: meta.Attempt}
+	st := callPool.Get().(*call)
+	res, err := h.transform(ctx, t, p, st, meta, body)
+	*st = call{logs: cappedLog{b: st.logs.b[:0]}} // nothing of the call kept: only the log's room
+	callPool.Put(st)
+	return res, err
+}
+
+// callPool keeps call states from one call to the next: a call allocates only its body and
+// headers.
+var callPool = sync.Pool{New: func() any { return new(call) }}
+
+func (h *Host) transform(ctx context.Context, t *config.Transform, p *pool, st *call, meta delivery.TransformMeta, body []byte) (delivery.TransformResult, error) {
+	st.ctx, st.input, st.config, st.meta, st.attempt = ctx, body, t.Config, meta, meta.Attempt
 	st.headers = st.hbuf[:0]
 	start := time.Now()
 	switch {
@@ -483,7 +496,10 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 		defer cancel()
 	}
 	code, err := p.run(ctx, st)
-	res := delivery.TransformResult{Logs: st.logs.String(), Headers: st.headers}
+	res := delivery.TransformResult{Logs: st.logs.String()}
+	if len(st.headers) > 0 {
+		res.Headers = slices.Clone(st.headers) // st goes back to callPool
+	}
 	if err != nil {
 		switch {
 		case st.timedOut || ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):

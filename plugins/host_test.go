@@ -128,12 +128,20 @@ func TestEventHeaderExample(t *testing.T) {
 func TestHeadersFollowEachCall(t *testing.T) {
 	h := newHost(t, Options{PoolSize: 1})
 	ep := endpoint("crm", mod("event-header"), nil)
-	for _, ev := range []string{"call.completed", "call.missed", "call.missed", "call.completed"} {
+	var earlier []delivery.TransformResult
+	evs := []string{"call.completed", "call.missed", "call.missed", "call.completed"}
+	for _, ev := range evs {
 		m := meta
 		m.Event = ev
 		res, err := h.Transform(context.Background(), ep, m, sample(t, ev))
 		if err != nil || len(res.Headers) != 1 || res.Headers[0] != [2]string{"X-Ringgate-Event", ev} {
 			t.Fatalf("%s: %v %+v", ev, err, res.Headers)
+		}
+		earlier = append(earlier, res)
+	}
+	for i, res := range earlier { // a result's headers are its own: later calls reuse the call state
+		if res.Headers[0][1] != evs[i] {
+			t.Fatalf("call %d's headers became %+v", i, res.Headers)
 		}
 	}
 }
