@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -61,10 +63,11 @@ type Host struct {
 	opt   Options
 	cache wazero.CompilationCache
 
-	// fast finds an endpoint's pool without the lock: by the endpoint's config (a config
-	// version's endpoints do not change), checked against the pool's module and cap and for a
-	// retired pool; cleared when the config is provisioned and when the host closes.
-	fast  sync.Map // *config.Endpoint -> *pool
+	// fast finds an endpoint's pool without the lock: by the endpoint (a config version's
+	// endpoints and their config maps do not change), checked against the pool's module and cap,
+	// the config map it was found with, and for a retired pool; cleared when the config is
+	// provisioned and when the host closes.
+	fast  sync.Map // *config.Endpoint -> fastPool
 	fastN int      // entries stored since fast was last cleared; h.mu is held
 
 	mu       sync.Mutex
@@ -379,9 +382,10 @@ func (h *Host) Check(ctx context.Context, t *config.Transform) error {
 // poolFor returns the endpoint's pool on the module's current version.
 func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) {
 	key := poolKey{ep.ID, ep.Transform.Module, pages(ep.Transform.MemoryLimit)}
+	cfg := ep.Transform.Config
 	if v, ok := h.fast.Load(ep); ok {
-		if p := v.(*pool); !p.gone.Load() && p.pages == key.pages && p.mod.path == key.path {
-			return p, nil
+		if f := v.(fastPool); !f.p.gone.Load() && f.p.pages == key.pages && f.p.mod.path == key.path && f.config == mapID(cfg) {
+			return f.p, nil
 		}
 	}
 	h.mu.Lock()
@@ -390,8 +394,13 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 		return nil, errors.New("plugin host is closed")
 	}
 	if p := h.pools[key]; p != nil {
-		h.remember(ep, p)
-		return p, nil
+		if maps.Equal(p.config, cfg) {
+			h.remember(ep, p)
+			return p, nil
+		}
+		// the config changed: new instances, so that the one an instance sees never changes
+		p.retire()
+		delete(h.pools, key)
 	}
 	rt, err := h.runtimeFor(ctx, key.pages)
 	if err != nil {
@@ -401,11 +410,21 @@ func (h *Host) poolFor(ctx context.Context, ep *config.Endpoint) (*pool, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := newPool(m, h.opt.PoolSize, key.pages)
+	p := newPool(m, h.opt.PoolSize, key.pages, cfg)
 	h.pools[key] = p
 	h.remember(ep, p)
 	return p, nil
 }
+
+// fastPool is an endpoint's pool as fast remembers it, with the identity of the config map it
+// was looked up with (a config version's maps do not change).
+type fastPool struct {
+	p      *pool
+	config uintptr
+}
+
+// mapID is a map's identity (0: nil).
+func mapID(m map[string]string) uintptr { return reflect.ValueOf(m).Pointer() }
 
 // remember adds ep's pool to fast, which a caller passing a new endpoint value on every call
 // would otherwise grow without end: past maxFast entries it starts again. h.mu is held.
@@ -414,7 +433,7 @@ func (h *Host) remember(ep *config.Endpoint, p *pool) {
 		h.fast.Clear()
 		h.fastN = 1
 	}
-	h.fast.Store(ep, p)
+	h.fast.Store(ep, fastPool{p, mapID(ep.Transform.Config)})
 }
 
 // maxFast bounds the endpoints fast remembers (a config has far fewer).
@@ -454,7 +473,7 @@ func (h *Host) checkFiles() {
 		if m == cur {
 			continue
 		}
-		h.pools[k] = newPool(m, h.opt.PoolSize, k.pages)
+		h.pools[k] = newPool(m, h.opt.PoolSize, k.pages, p.config)
 		p.retire()
 		h.opt.Logger.Info("transform module reloaded", "module", cur.path, "endpoint", k.endpoint)
 	}

@@ -146,9 +146,8 @@ func TestHeadersFollowEachCall(t *testing.T) {
 	}
 }
 
-// The Go kit remembers config values to return them without allocating; a value that changed
-// between calls on one instance (a reload keeps the pool when only the config changes) is read
-// anew, and a key that went away is absent.
+// The Go kit asks the host for a config value once per instance; a config that changes (a
+// reload) gets new instances, so a changed value is seen and a key that went away is absent.
 func TestGoKitReadsConfigAnew(t *testing.T) {
 	h := newHost(t, Options{PoolSize: 1})
 	ep := endpoint("crm", mod("gohighlevel"), map[string]string{"tag": "PPC"})
@@ -489,5 +488,35 @@ func TestPoolForFastPath(t *testing.T) {
 	}
 	if again, _ := h.poolFor(context.Background(), ep); again == first {
 		t.Fatal("a retired pool was handed out again")
+	}
+}
+
+// The config an instance sees never changes: a changed transform.config (a reload) gets new
+// instances, an equal one (another map with the same contents) keeps them.
+func TestConfigChangeStartsNewInstances(t *testing.T) {
+	h := newHost(t, Options{PoolSize: 1})
+	first := map[string]string{"a": "1"}
+	ep := endpoint("crm", mod("stateful"), first)
+	body := sample(t, "call.completed")
+	for i, step := range []struct {
+		config map[string]string
+		calls  int // the instance's calls so far (stateful.wat counts them)
+	}{
+		{first, 1},
+		{first, 2},
+		{map[string]string{"a": "1"}, 3}, // equal: the same instance
+		{map[string]string{"a": "2"}, 1}, // changed: a new one
+		{map[string]string{"a": "2", "b": ""}, 1},
+		{nil, 1},
+		{map[string]string{}, 2}, // as empty as nil
+	} {
+		ep.Transform.Config = step.config
+		res, err := h.Transform(context.Background(), ep, meta, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(res.Body[0]) / 49; got != step.calls {
+			t.Fatalf("step %d: the instance's call %d, want %d", i, got, step.calls)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -22,16 +23,17 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // pool keeps reactor instances of one module version for one endpoint, one call at a time each.
 type pool struct {
-	mod   *module
-	pages uint32 // the memory cap
-	free  chan *instance
-	n     atomic.Int32 // instances alive
-	size  int32
-	gone  atomic.Bool
+	mod    *module
+	pages  uint32            // the memory cap
+	config map[string]string // the transform's config: an instance's never changes
+	free   chan *instance
+	n      atomic.Int32 // instances alive
+	size   int32
+	gone   atomic.Bool
 }
 
-func newPool(m *module, size int, pages uint32) *pool {
-	return &pool{mod: m, free: make(chan *instance, size), size: int32(size), pages: pages}
+func newPool(m *module, size int, pages uint32, config map[string]string) *pool {
+	return &pool{mod: m, free: make(chan *instance, size), size: int32(size), pages: pages, config: maps.Clone(config)}
 }
 
 // retire closes the idle instances; busy ones close when their call returns.

@@ -70,7 +70,7 @@ func SetHeader(name, value string) bool {
 var lookupBuf [256]byte
 
 // remembered are the values get returned, by key: asking again for a value that has not changed
-// (a transform's config, asked on every call) returns the same string without allocating.
+// (metadata such as the event, asked on every call) returns the same string without allocating.
 var remembered []struct{ key, value string }
 
 func get(f func(kp, kl, bp, bl uint32) int32, key string) (string, bool) {
@@ -99,9 +99,31 @@ func get(f func(kp, kl, bp, bl uint32) int32, key string) (string, bool) {
 	return s, true
 }
 
-// Config returns the endpoint's transform.config value for key. Asked again (on every call, as a
-// transform does), an unchanged value comes back without allocating.
-func Config(key string) (string, bool) { return get(configGet, key) }
+// configs are the config values asked for, present or not: the host never changes the config an
+// instance sees (a changed transform.config gets new instances), so each is asked for once.
+var configs []struct {
+	key, value string
+	ok         bool
+}
+
+// Config returns the endpoint's transform.config value for key. An instance's config never
+// changes, so a value is asked of the host once and then comes back without a host call or an
+// allocation; a transform may as well compute what it derives from its config once.
+func Config(key string) (string, bool) {
+	for i := range configs {
+		if c := &configs[i]; c.key == key {
+			return c.value, c.ok
+		}
+	}
+	v, ok := get(configGet, key)
+	if len(configs) < 64 {
+		configs = append(configs, struct {
+			key, value string
+			ok         bool
+		}{key, v, ok})
+	}
+	return v, ok
+}
 
 // Meta returns event, endpoint_id, endpoint_url, workspace_id, delivery_id or attempt.
 func Meta(key string) (string, bool) { return get(metaGet, key) }
