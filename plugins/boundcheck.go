@@ -115,16 +115,8 @@ func fewerChecks(body []byte) []byte {
 		return nil
 	}
 	code := r.i
-	var ins []insn
-	for r.more() {
-		at := r.i
-		op := r.byte()
-		if r.immediates(op) != nil || r.err != nil {
-			return nil
-		}
-		ins = append(ins, insn{at, r.i, op})
-	}
-	if r.err != nil || len(ins) < 2 || ins[0].op != opGlobalGet || ins[1].op != opLocalSet ||
+	ins, ok := decode(body, code)
+	if !ok || len(ins) < 2 || ins[0].op != opGlobalGet || ins[1].op != opLocalSet ||
 		imm(body, ins[0]) != 0 || imm(body, ins[1]) != 1 { // Go's prologue: SP from global 0
 		return nil
 	}

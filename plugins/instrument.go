@@ -523,8 +523,8 @@ func splitCode(p []byte, n int) ([][]byte, error) {
 	return fns, nil
 }
 
-// body instruments one function body: the countdown after every loop instruction, and
-// the call depth. The function's depth goes in a new local at entry (the caller's plus one,
+// body instruments one function body: the countdown on every loop's way back (see
+// instructions), and the call depth. The function's depth goes in a new local at entry (the caller's plus one,
 // trapping past MaxCallDepth) and back into the depth global after each call it makes, so no
 // way out of a function needs its own code.
 func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
@@ -684,7 +684,11 @@ func headCounted(fn []byte, i int) (map[int]bool, error) {
 	for r.more() {
 		start := r.i
 		op := r.byte()
-		_, typed := r.typeIndex(op)
+		if op == 0x03 {
+			if _, typed := r.typeIndex(op); typed {
+				head[start] = true
+			}
+		}
 		if op == 0x0E { // br_table: mark the loops among its labels
 			t := reader{b: fn, i: r.i}
 			for n := t.u32() + 1; n > 0 && t.err == nil && n <= uint32(len(fn)); n-- {
@@ -701,9 +705,6 @@ func headCounted(fn []byte, i int) (map[int]bool, error) {
 			open = append(open, -1)
 		case 0x03:
 			open = append(open, start)
-			if typed {
-				head[start] = true
-			}
 		case 0x0B:
 			if len(open) > 0 {
 				open = open[:len(open)-1]

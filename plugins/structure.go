@@ -200,9 +200,22 @@ func structureGo(body []byte, noReturn func(f uint32) bool, budget *int) []byte 
 	return g.emit()
 }
 
-func (g *goFunc) imm(i int) uint32 {
-	r := reader{b: g.body, i: g.ins[i].at + 1}
-	return r.u32()
+func (g *goFunc) imm(i int) uint32 { return imm(g.body, g.ins[i]) }
+
+// decode returns the instructions of body's code, which starts at code; false when one cannot
+// be read.
+func decode(body []byte, code int) ([]insn, bool) {
+	var ins []insn
+	r := reader{b: body, i: code}
+	for r.more() {
+		at := r.i
+		op := r.byte()
+		if r.immediates(op) != nil || r.err != nil {
+			return nil, false
+		}
+		ins = append(ins, insn{at, r.i, op})
+	}
+	return ins, r.err == nil
 }
 
 func (g *goFunc) blockType(i int) byte { return g.body[g.ins[i].at+1] }
@@ -240,15 +253,8 @@ func (g *goFunc) parse() bool {
 		r.byte()
 	}
 	g.code = r.i
-	for r.more() {
-		at := r.i
-		op := r.byte()
-		if r.immediates(op) != nil || r.err != nil {
-			return false
-		}
-		g.ins = append(g.ins, insn{at, r.i, op})
-	}
-	if r.err != nil {
+	var ok bool
+	if g.ins, ok = decode(g.body, g.code); !ok {
 		return false
 	}
 	ins := g.ins

@@ -69,42 +69,30 @@ func SetHeader(name, value string) bool {
 // as a local array would be.
 var lookupBuf [256]byte
 
-// remembered are the values get returned, by key: asking again for a value that has not changed
-// (metadata such as the event, asked on every call) returns the same string without allocating.
-var remembered []struct{ key, value string }
-
-func get(f func(kp, kl, bp, bl uint32) int32, key string) (string, bool) {
+// get asks f (config_get or meta_get) for key's value. The bytes are lookupBuf's, or a new
+// buffer's when longer, and valid until the next get.
+func get(f func(kp, kl, bp, bl uint32) int32, key string) ([]byte, bool) {
 	buf := lookupBuf[:]
 	n := f(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
 	if n < 0 {
-		return "", false
+		return nil, false
 	}
 	if int(n) > len(buf) {
 		buf = make([]byte, n)
 		f(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
 	}
-	v := buf[:n]
-	for i := range remembered {
-		if r := &remembered[i]; r.key == key {
-			if r.value != string(v) {
-				r.value = string(v)
-			}
-			return r.value, true
-		}
-	}
-	s := string(v)
-	if len(remembered) < 16 {
-		remembered = append(remembered, struct{ key, value string }{key, s})
-	}
-	return s, true
+	return buf[:n], true
 }
 
-// configs are the config values asked for, present or not: the host never changes the config an
-// instance sees (a changed transform.config gets new instances), so each is asked for once.
-var configs []struct {
+// configValue is a config value asked for, present or not.
+type configValue struct {
 	key, value string
 	ok         bool
 }
+
+// configs are the config values asked for: the host never changes the config an instance sees
+// (a changed transform.config gets new instances), so each is asked for once.
+var configs []configValue
 
 // Config returns the endpoint's transform.config value for key. An instance's config never
 // changes, so a value is asked of the host once and then comes back without a host call or an
@@ -116,17 +104,37 @@ func Config(key string) (string, bool) {
 		}
 	}
 	v, ok := get(configGet, key)
+	c := configValue{key, string(v), ok}
 	if len(configs) < 64 {
-		configs = append(configs, struct {
-			key, value string
-			ok         bool
-		}{key, v, ok})
+		configs = append(configs, c)
 	}
-	return v, ok
+	return c.value, c.ok
 }
 
+// metas are the metadata values Meta returned, by key: asking again for a value that has not
+// changed (the event, asked on every call) returns the same string without allocating.
+var metas []struct{ key, value string }
+
 // Meta returns event, endpoint_id, endpoint_url, workspace_id, delivery_id or attempt.
-func Meta(key string) (string, bool) { return get(metaGet, key) }
+func Meta(key string) (string, bool) {
+	v, ok := get(metaGet, key)
+	if !ok {
+		return "", false
+	}
+	for i := range metas {
+		if m := &metas[i]; m.key == key {
+			if m.value != string(v) {
+				m.value = string(v)
+			}
+			return m.value, true
+		}
+	}
+	s := string(v)
+	if len(metas) < 16 {
+		metas = append(metas, struct{ key, value string }{key, s})
+	}
+	return s, true
+}
 
 // Log records a line with the attempt (capped at 4 KiB per call).
 func Log(level int32, msg string) { logLine(level, sptr(msg), uint32(len(msg))) }
