@@ -78,8 +78,8 @@ func instrument(mod []byte) ([]byte, error) {
 			}
 		case 10:
 			var code []byte
-			cr := codeRewrite{snippet: countdown(w.counter, uint32(w.yield)), remap: w.remap, depth: w.depth,
-				globals: w.counter, types: uint32(len(w.types))}
+			cr := codeRewrite{remap: w.remap, depth: w.depth,
+				globals: w.counter, types: uint32(len(w.types)), counter: w.counter, yield: uint32(w.yield)}
 			if code, err = cr.code(s.payload, w.params, w.funcImports); err == nil {
 				w.put(10, code)
 			}
@@ -456,32 +456,15 @@ func remapSection(id byte, p []byte, remap func(uint32) uint32) ([]byte, error) 
 	return out, nil
 }
 
-// countdown is the code on each loop's way back (or at its head):
-//
-//	if (counter == 0) { counter = yieldEvery; drop(sched_yield()) } else { counter-- }
-func countdown(counter, yield uint32) []byte {
-	g := binary.AppendUvarint(nil, uint64(counter))
-	var b []byte
-	b = append(append(b, 0x23), g...)          // global.get counter
-	b = append(b, 0x45, 0x04, 0x40, 0x41)      // i32.eqz; if (empty); i32.const
-	b = appendSLEB(b, yieldEvery)              //   yieldEvery
-	b = append(append(b, 0x24), g...)          //   global.set counter
-	b = append(b, 0x10)                        //   call
-	b = binary.AppendUvarint(b, uint64(yield)) // sched_yield
-	b = append(b, 0x1A, 0x05, 0x23)            //   drop; else; global.get
-	b = append(b, g...)                        //   counter
-	b = append(b, 0x41, 0x01, 0x6B, 0x24)      //   i32.const 1; i32.sub; global.set
-	b = append(append(b, g...), 0x0B)          //   counter; end
-	return b
-}
-
 // codeRewrite is what instrumenting a code section needs.
 type codeRewrite struct {
-	snippet []byte              // the countdown, on every loop's way back
 	remap   func(uint32) uint32 // function indices past the injected import
 	depth   uint32              // the depth global
 	globals uint32              // the globals the module has: the rewrite's come after them
 	types   uint32              // the types the module has (the rewrite may add one)
+	counter uint32              // the loop count global
+	yield   uint32              // sched_yield's function index
+	scratch []byte              // the function's scratch local, encoded
 }
 
 // code instruments every function body of the code section (params: each function's parameter
@@ -546,17 +529,23 @@ func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// the new locals: the countdown's scratch, then the depth (when the function calls)
+	t := binary.AppendUvarint(nil, locals)
+	l := binary.AppendUvarint(nil, locals+1)
+	added := byte(1)
+	if calls {
+		added = 2
+	}
+	out = binary.AppendUvarint(out, uint64(groups)+1)
+	out = append(out, fn[decls:r.i]...)
+	out = append(out, added, 0x7F) // i32s
+	cr.scratch = t
 	if !calls {
 		// A function that calls nothing cannot nest deeper: its depth is not tracked, which
 		// spares the hot leaf loops the work.
-		out = append(out, fn[:code]...)
 		return cr.instructions(out, fn, code, locals, nil)
 	}
-	l := binary.AppendUvarint(nil, locals) // the new local's index
 	d := binary.AppendUvarint(nil, uint64(cr.depth))
-	out = binary.AppendUvarint(out, uint64(groups)+1)
-	out = append(out, fn[decls:r.i]...)
-	out = append(out, 0x01, 0x7F) // one i32
 	// l = depth + 1; depth = l; if (l > MaxCallDepth) unreachable
 	out = append(append(out, 0x23), d...)
 	out = append(append(out, 0x41, 0x01, 0x6A, 0x22), l...)
@@ -566,6 +555,42 @@ func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B)
 	restore := append(append(append([]byte{0x20}, l...), 0x24), d...) // depth = l
 	return cr.instructions(out, fn, code, locals, restore)
+}
+
+// The countdown, in a function's scratch local t. On a loop's way back to its label l (one block
+// that ends in a branch to the loop, with no block after it where paths merge):
+//
+//	t = counter - 1; counter = t; if (t != 0) br l; counter = yieldEvery; drop(sched_yield()); br l
+//
+// and at the head of a loop counted there:
+//
+//	t = counter - 1; counter = t; if (t == 0) { counter = yieldEvery; drop(sched_yield()) }
+func (cr codeRewrite) backEdge(out []byte, l uint32) []byte {
+	lb := binary.AppendUvarint(nil, uint64(l))
+	out = append(append(cr.decrement(out), 0x0D), lb...) // br_if l
+	return append(append(cr.yieldNow(out), 0x0C), lb...) // br l
+}
+
+func (cr codeRewrite) atHead(out []byte) []byte {
+	out = append(cr.decrement(out), 0x45, 0x04, 0x40) // i32.eqz; if
+	return append(cr.yieldNow(out), 0x0B)             // end
+}
+
+// decrement leaves t = counter - 1 on the stack, and in the counter.
+func (cr codeRewrite) decrement(out []byte) []byte {
+	g := binary.AppendUvarint(nil, uint64(cr.counter))
+	out = append(append(out, 0x23), g...)                            // global.get counter
+	out = append(append(out, 0x41, 0x01, 0x6B, 0x22), cr.scratch...) // i32.const 1; i32.sub; local.tee t
+	out = append(append(out, 0x24), g...)                            // global.set counter
+	return append(append(out, 0x20), cr.scratch...)                  // local.get t
+}
+
+// yieldNow resets the counter and calls sched_yield, whose host side ends the call once its
+// deadline has passed.
+func (cr codeRewrite) yieldNow(out []byte) []byte {
+	out = appendSLEB(append(out, 0x41), yieldEvery)                                   // i32.const yieldEvery
+	out = append(append(out, 0x24), binary.AppendUvarint(nil, uint64(cr.counter))...) // global.set counter
+	return append(binary.AppendUvarint(append(out, 0x10), uint64(cr.yield)), 0x1A)    // call sched_yield; drop
 }
 
 // makesCalls reports whether a function's code has a call or call_indirect.
@@ -630,15 +655,15 @@ func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore
 		case 0x0C: // br: the countdown first when it goes back to a loop
 			l := r.u32()
 			if target(l) {
-				out = append(out, cr.snippet...)
+				out = cr.backEdge(out, l)
+			} else {
+				out = append(out, fn[start:r.i]...)
 			}
-			out = append(out, fn[start:r.i]...)
 			continue
 		case 0x0D: // br_if: if taken, the countdown and the branch
 			l := r.u32()
 			if target(l) {
-				out = append(append(out, 0x04, 0x40), cr.snippet...)
-				out = append(binary.AppendUvarint(append(out, 0x0C), uint64(l)+1), 0x0B)
+				out = append(cr.backEdge(append(out, 0x04, 0x40), l+1), 0x0B) // if; ...; end
 			} else {
 				out = append(out, fn[start:r.i]...)
 			}
@@ -661,7 +686,7 @@ func (cr codeRewrite) instructions(out, fn []byte, i int, locals uint64, restore
 		case 0x03: // loop
 			back = append(back, !atHead[start])
 			if atHead[start] {
-				out = append(out, cr.snippet...)
+				out = cr.atHead(out)
 			}
 		case 0x0B: // end
 			if len(back) > 0 {

@@ -322,8 +322,10 @@ func TestGuestCannotReachWhatTheRewriteAdds(t *testing.T) {
 	for name, b := range map[string][]byte{
 		// loop { global 0 (the loop counter once rewritten) = 100 }
 		"counter": module([]byte{0}, 0x03, 0x40, 0x41, 100, 0x24, 0, 0x0C, 0, 0x0B, 0x41, 0, 0x0B),
-		// local 1 (the call depth once rewritten) = 0; recurse
-		"depth": module([]byte{0}, 0x41, 0, 0x21, 1, 0x20, 0, 0x10, 0, 0x0B),
+		// local 2 (the call depth once rewritten) = 0; recurse
+		"depth": module([]byte{0}, 0x41, 0, 0x21, 2, 0x20, 0, 0x10, 0, 0x0B),
+		// loop { local 1 (the countdown's scratch once rewritten) = 1 }
+		"scratch": module([]byte{0}, 0x03, 0x40, 0x41, 1, 0x21, 1, 0x0C, 0, 0x0B, 0x41, 0, 0x0B),
 		// a block of type 1: sched_yield's type () -> i32, which the rewrite adds
 		"type": module([]byte{0}, 0x02, 1, 0x41, 5, 0x0B, 0x1A, 0x41, 0, 0x0B),
 	} {
