@@ -30,12 +30,16 @@ import (
 //   - The original, untouched, runs only when PC_B is not 0: a goroutine resuming inside the
 //     function after an unwind (a goroutine switch, a stack growth), which is rare.
 //   - A structured copy runs on every call. Its loops are the natural loops of the segments'
-//     jumps (found by a depth-first search; a loop entered other than at its head leaves the
-//     function as it is). Each loop's segments, and the function's, are written in an order
-//     where every other jump goes forward, inside blocks whose ends start the segments after
-//     them: a jump forward is a branch out of nested blocks, a jump back is a loop's branch, and
-//     a segment that ran into the next one where the order changed gets a branch to it. No jump
-//     goes through the table.
+//     jumps (found by a depth-first search). A loop that can be entered other than at its head
+//     (Go's layout makes a few, in about one function in thirty) first gets copies of the
+//     segments that enter it past its head, so that the copies enter at the head (see split).
+//     Each loop's segments, and the function's, are written in an order where every other jump
+//     goes forward, inside blocks whose ends start the segments after them: a jump forward is a
+//     branch out of nested blocks, a jump back is a loop's branch, and a segment that ran into
+//     the next one where the order changed gets a branch to it. No jump goes through the table.
+//
+// Go calls a function value with its table index in PC_B for a moment (local.set PC_B;
+// i32.const 0; local.get PC_B; call_indirect); nothing else of Go's reads PC_B but the dispatch.
 //
 // A call to a function that never returns normally (Go's panics, which only unwind or trap) ends
 // its segment: the code after it is never run, and counting it as running on would tie loops
@@ -129,6 +133,7 @@ const (
 	opBrTable     = 0x0E
 	opReturn      = 0x0F
 	opCall        = 0x10
+	opCallIndir   = 0x11
 	opLocalGet    = 0x20
 	opLocalSet    = 0x21
 	opLocalTee    = 0x22
@@ -169,17 +174,23 @@ type goFunc struct {
 	loop   int // index in ins of the dispatch loop
 	segs   int // segments 0..segs-1
 	start  []int
-	stop   []int         // segment s is ins[start[s]:stop[s]]
-	table  []uint32      // the br_table's labels, its default last
-	jump   []int         // for the i32.const of a jump (i32.const K; local.set PC_B; br $dispatch), 1 + its target segment
-	succ   [][]int       // each segment's jump targets, and the next segment when it runs on
-	falls  []bool        // the segment can run off its end (into the next)
-	loops  []loop        // the natural loops
-	inner  []int         // each segment's innermost loop; -1: none; -2: unreachable
-	order  map[int][]int // each region's items (a loop's, or -1: the function's) in the order written
-	out    []byte
-	stack  []label
-	failed bool
+	stop   []int    // segment s is ins[start[s]:stop[s]]
+	table  []uint32 // the br_table's labels, its default last
+	jump   []int    // for the i32.const of a jump (i32.const K; local.set PC_B; br $dispatch), 1 + its target segment
+	succ   [][]int  // each segment's jump targets, and the next segment when it runs on
+	// Segments copied to make the jumps nest (see split) are numbered from segs on: each one's
+	// original, its targets where they are copies, and the segment a call starts at.
+	orig     []int
+	redirect []map[int]int
+	first    int
+	base     [][]int       // succ as parsed: every segment's original targets
+	falls    []bool        // the segment can run off its end (into the next)
+	loops    []loop        // the natural loops
+	inner    []int         // each segment's innermost loop; -1: none; -2: unreachable
+	order    map[int][]int // each region's items (a loop's, or -1: the function's) in the order written
+	out      []byte
+	stack    []label
+	failed   bool
 }
 
 // loop is a natural loop: its head and the segments of its body.
@@ -320,12 +331,12 @@ func (g *goFunc) parse() bool {
 				depth--
 				continue
 			case opLocalGet, opLocalTee:
-				if g.imm(i) == 0 {
+				if g.imm(i) == 0 && !(op == opLocalGet && g.indirectCall(i-2)) {
 					return false // PC_B read: not Go's
 				}
 				continue
 			case opLocalSet:
-				if g.imm(i) == 0 {
+				if g.imm(i) == 0 && !g.indirectCall(i) {
 					sets++
 				}
 				continue
@@ -402,6 +413,16 @@ func (g *goFunc) parse() bool {
 	return jumps > 0 && at(len(ins)-1, opEnd) && ins[len(ins)-1].end == len(g.body)
 }
 
+// indirectCall reports whether ins[i:] starts Go's call through a function value, which keeps
+// the callee's table index in PC_B for a moment: local.set PC_B; i32.const 0; local.get PC_B;
+// call_indirect. The structured copy never reads PC_B otherwise, so the value left there
+// does not matter.
+func (g *goFunc) indirectCall(i int) bool {
+	ins := g.ins
+	return i >= 0 && i+3 < len(ins) && ins[i].op == opLocalSet && g.imm(i) == 0 &&
+		ins[i+1].op == opI32Const && ins[i+2].op == opLocalGet && g.imm(i+2) == 0 && ins[i+3].op == opCallIndir
+}
+
 // classify tells where label l of a branch in segment s, under depth labels of the segment's
 // own, goes: lInside, lForward to a segment, lLoop (the dispatch), lUnwind, lFunc, or -1.
 func (g *goFunc) classify(s, depth int, l uint32) (kind, seg int) {
@@ -428,84 +449,23 @@ func (g *goFunc) classify(s, depth int, l uint32) (kind, seg int) {
 // other. It then orders each region's items (segments, and the loops directly inside) so that
 // every jump that is not a loop's jump back goes forward.
 func (g *goFunc) nest() bool {
-	n := g.segs
-	g.inner = make([]int, n)
-	state := make([]byte, n) // 0 unseen, 1 on the search's path, 2 done
-	preds := make([][]int, n)
-	latches := map[int][]int{}
-	var heads []int
-	type frame struct{ s, next int }
-	path := []frame{{0, 0}}
-	state[0] = 1
-	for len(path) > 0 {
-		f := &path[len(path)-1]
-		if f.next == len(g.succ[f.s]) {
-			state[f.s] = 2
-			path = path[:len(path)-1]
-			continue
-		}
-		t := g.succ[f.s][f.next]
-		f.next++
-		preds[t] = append(preds[t], f.s)
-		switch state[t] {
-		case 0:
-			state[t] = 1
-			path = append(path, frame{t, 0})
-		case 1:
-			if latches[t] == nil {
-				heads = append(heads, t)
-			}
-			latches[t] = append(latches[t], f.s)
-		}
+	g.orig = make([]int, g.segs)
+	for s := range g.orig {
+		g.orig[s] = s
 	}
-	for s := range g.inner {
-		if g.inner[s] = -1; state[s] == 0 {
-			g.inner[s] = -2
+	g.redirect = make([]map[int]int, g.segs)
+	g.base = append([][]int(nil), g.succ...)
+	for {
+		l, ok := g.findLoops()
+		if !ok {
+			return false
 		}
-	}
-	edges := 0
-	for _, p := range preds {
-		edges += len(p)
-	}
-	// each loop's body, each region's items (up to maxLoopDepth steps a segment)
-	if *g.budget -= (len(heads) + 1) * (n + edges) * 2; *g.budget < 0 {
-		return false
-	}
-	for _, h := range heads {
-		l := loop{head: h, body: make([]bool, n), parent: -1}
-		l.body[h] = true
-		work := []int{}
-		for _, s := range latches[h] {
-			if !l.body[s] {
-				l.body[s] = true
-				work = append(work, s)
-			}
+		if l < 0 {
+			break
 		}
-		for len(work) > 0 {
-			s := work[len(work)-1]
-			work = work[:len(work)-1]
-			for _, p := range preds[s] {
-				if !l.body[p] {
-					l.body[p] = true
-					work = append(work, p)
-				}
-			}
+		if !g.split(l) {
+			return false
 		}
-		for s, in := range l.body {
-			if !in {
-				continue
-			}
-			l.size++
-			if s == h {
-				continue
-			}
-			for _, p := range preds[s] {
-				if !l.body[p] {
-					return false // entered past its head: irreducible
-				}
-			}
-		}
-		g.loops = append(g.loops, l)
 	}
 	// the innermost loop of each segment, from the largest loop to the smallest
 	byes := make([]int, len(g.loops))
@@ -543,6 +503,157 @@ func (g *goFunc) nest() bool {
 	return true
 }
 
+// findLoops finds the natural loops (from a depth-first search's jumps back) and each segment's
+// reach. It returns a loop that holds the segment a call starts at, other than as its head: a
+// loop entered other than at its head (a loop's body holds every segment that reaches its jumps
+// back without passing its head, and so the entry when the loop can be entered elsewhere);
+// -1 when there is none. ok is false past the module's budget.
+func (g *goFunc) findLoops() (l int, ok bool) {
+	n := len(g.orig)
+	g.inner = make([]int, n)
+	g.loops = g.loops[:0]
+	state := make([]byte, n) // 0 unseen, 1 on the search's path, 2 done
+	preds := make([][]int, n)
+	latches := map[int][]int{}
+	var heads []int
+	type frame struct{ s, next int }
+	path := []frame{{g.first, 0}}
+	state[g.first] = 1
+	for len(path) > 0 {
+		f := &path[len(path)-1]
+		if f.next == len(g.succ[f.s]) {
+			state[f.s] = 2
+			path = path[:len(path)-1]
+			continue
+		}
+		t := g.succ[f.s][f.next]
+		f.next++
+		preds[t] = append(preds[t], f.s)
+		switch state[t] {
+		case 0:
+			state[t] = 1
+			path = append(path, frame{t, 0})
+		case 1:
+			if latches[t] == nil {
+				heads = append(heads, t)
+			}
+			latches[t] = append(latches[t], f.s)
+		}
+	}
+	for s := range g.inner {
+		if g.inner[s] = -1; state[s] == 0 {
+			g.inner[s] = -2
+		}
+	}
+	edges := 0
+	for _, p := range preds {
+		edges += len(p)
+	}
+	// each loop's body, each region's items (up to maxLoopDepth steps a segment)
+	if *g.budget -= (len(heads) + 1) * (n + edges) * 2; *g.budget < 0 {
+		return 0, false
+	}
+	for _, h := range heads {
+		l := loop{head: h, body: make([]bool, n), parent: -1}
+		l.body[h] = true
+		work := []int{}
+		for _, s := range latches[h] {
+			if !l.body[s] {
+				l.body[s] = true
+				work = append(work, s)
+			}
+		}
+		for len(work) > 0 {
+			s := work[len(work)-1]
+			work = work[:len(work)-1]
+			for _, p := range preds[s] {
+				if !l.body[p] {
+					l.body[p] = true
+					work = append(work, p)
+				}
+			}
+		}
+		for _, in := range l.body {
+			if in {
+				l.size++
+			}
+		}
+		g.loops = append(g.loops, l)
+		if h != g.first && l.body[g.first] {
+			return len(g.loops) - 1, true // entered past its head: irreducible, until split
+		}
+	}
+	return -1, true
+}
+
+// maxCopies bounds the segments split copies, as a share of a function's own.
+const maxCopies = 2
+
+// split gives loop l, which the call's start reaches other than through its head, an entry at
+// its head only. Go's layout makes such loops: a block shared by two paths, one of which runs
+// on into a loop past its head (control flow that is irreducible, which blocks and loops cannot
+// express). The segments the start reaches inside the loop's body without passing its head
+// get copies, which run the same code, their jumps going to each other's copies; the start
+// moves to its copy. The copies leave the body only to its head, or to segments outside it,
+// which can reach it only through its head. It returns false past the bound on copies.
+func (g *goFunc) split(l int) bool {
+	body, head := g.loops[l].body, g.loops[l].head
+	copyOf := map[int]int{}
+	work := []int{g.first}
+	for len(work) > 0 {
+		v := work[len(work)-1]
+		work = work[:len(work)-1]
+		if _, seen := copyOf[v]; seen || v == head || !body[v] {
+			continue
+		}
+		copyOf[v] = len(g.orig) + len(copyOf)
+		work = append(work, g.succ[v]...)
+	}
+	if len(g.orig)+len(copyOf) > (1+maxCopies)*g.segs+16 {
+		return false
+	}
+	*g.budget -= len(copyOf) * 4
+	for range copyOf {
+		g.orig = append(g.orig, 0)
+		g.redirect = append(g.redirect, nil)
+		g.succ = append(g.succ, nil)
+	}
+	for v, c := range copyOf {
+		g.orig[c] = g.orig[v]
+		m := map[int]int{}
+		for _, t := range g.base[g.orig[v]] {
+			cur := g.to(v, t)
+			if tc, ok := copyOf[cur]; ok {
+				m[t] = tc
+			} else if cur != t {
+				m[t] = cur
+			}
+		}
+		g.redirect[c] = m
+		g.succ[c] = g.targets(c)
+	}
+	g.first = copyOf[g.first]
+	return true
+}
+
+// to is where segment v's code goes for its original target t.
+func (g *goFunc) to(v, t int) int {
+	if c, ok := g.redirect[v][t]; ok {
+		return c
+	}
+	return t
+}
+
+// targets is segment v's jump targets, and where it runs on.
+func (g *goFunc) targets(v int) []int {
+	o := g.base[g.orig[v]]
+	out := make([]int, len(o))
+	for i, t := range o {
+		out[i] = g.to(v, t)
+	}
+	return out
+}
+
 // item returns the item of region x that segment s belongs to: s itself (as s), or a loop
 // directly inside x that holds s (as -2-k for loop k); ok is false when s is outside x.
 func (g *goFunc) item(s, x int) (int, bool) {
@@ -576,7 +687,7 @@ func (g *goFunc) entry(it int) int {
 func (g *goFunc) sortRegion(x int) bool {
 	indeg := map[int]int{}
 	next := map[int][]int{}
-	for s := 0; s < g.segs; s++ {
+	for s := range g.orig {
 		from, ok := g.item(s, x)
 		if !ok {
 			continue
@@ -643,7 +754,7 @@ func (g *goFunc) sortRegion(x int) bool {
 			}
 		}
 	}
-	first := 0
+	first := g.first
 	if x >= 0 {
 		first = g.loops[x].head
 	}
@@ -749,18 +860,22 @@ func (g *goFunc) region(x int) {
 			continue
 		}
 		g.segment(it)
-		if g.dead[it] {
+		o := g.orig[it]
+		if g.dead[o] {
 			g.out = append(g.out, opUnreachable) // the code after the call, never run
 			continue
 		}
-		if !g.falls[it] || (k+1 < len(items) && g.entry(items[k+1]) == it+1) {
-			continue // it ends in a branch, or runs into the next segment
-		}
-		if it+1 == g.segs { // off the dispatch loop's end
-			g.out = append(g.out, opUnreachable)
+		if o+1 == g.segs { // off the dispatch loop's end
+			if g.falls[o] {
+				g.out = append(g.out, opUnreachable)
+			}
 			continue
 		}
-		d, ok := g.find(lForward, it+1)
+		next := g.to(it, o+1)
+		if !g.falls[o] || (k+1 < len(items) && g.entry(items[k+1]) == next) {
+			continue // it ends in a branch, or runs into the next segment
+		}
+		d, ok := g.find(lForward, next)
 		if !ok {
 			g.failed = true
 			return
@@ -784,12 +899,13 @@ func (g *goFunc) find(kind, seg int) (uint32, bool) {
 }
 
 // segment writes segment s with its jumps made direct branches.
-func (g *goFunc) segment(s int) {
+func (g *goFunc) segment(v int) {
 	depth := 0
+	s := g.orig[v] // the code's segment, and the one classify places its labels for
 	for i := g.start[s]; i < g.stop[s]; i++ {
 		in := g.ins[i]
 		if g.jump[i] > 0 { // i32.const K; local.set PC_B; br $dispatch
-			d, ok := g.find(lForward, g.jump[i]-1)
+			d, ok := g.find(lForward, g.to(v, g.jump[i]-1))
 			if !ok {
 				g.failed = true
 				return
@@ -811,7 +927,9 @@ func (g *goFunc) segment(s int) {
 				switch kind {
 				case lInside:
 					return l, true
-				case lForward, lUnwind, lFunc:
+				case lForward:
+					return g.find(kind, g.to(v, seg))
+				case lUnwind, lFunc:
 					return g.find(kind, seg)
 				}
 				return 0, false

@@ -58,8 +58,10 @@ func TestStructuredGoPassesItsTests(t *testing.T) {
 				t.Fatal(err)
 			}
 			total, structured, checked := countStructured(t, b)
-			if structured < total*9/10 {
-				t.Fatalf("%d of %d Go functions with jumps structured; expected nine in ten", structured, total)
+			// Go's calls through function values, and loops it enters past their heads, are
+			// structured too: about one function in thirty has one or the other
+			if structured*100 < total*99 {
+				t.Fatalf("%d of %d Go functions with jumps structured; expected 99 in 100", structured, total)
 			}
 			if checked < total/2 {
 				t.Fatalf("%d Go functions rewritten for fewer bounds checks, of %d with jumps; expected half or more", checked, total)

@@ -104,7 +104,21 @@ func structureSeeds() [][]byte {
 		}
 		return ret
 	})
-	return [][]byte{counting, scattered, nested}
+	// shared: a loop entered both at its head and past it (a block Go shares between the code
+	// before a loop and the loop's own), which the structured copy enters through copies
+	shared := goShaped(4, func(s int, jump func(t, inner int) []byte) []byte {
+		switch s {
+		case 0: // n = 4; if n is even goto 2
+			return cat(i64(4), set(1), get(1), i64(1), []byte{0x83, 0x50, opIf, blockVoid}, jump(2, 1), []byte{opEnd})
+		case 1: // sum += 100, running on into 2
+			return cat(get(2), i64(100), []byte{0x7C}, set(2))
+		case 2: // sum += n; n--; if n != 0 goto 1; goto 3
+			return cat(get(2), get(1), []byte{0x7C}, set(2), get(1), i64(1), []byte{0x7D}, set(1),
+				get(1), []byte{0x50, 0x45, opIf, blockVoid}, jump(1, 1), []byte{opEnd}, jump(3, 0))
+		}
+		return ret
+	})
+	return [][]byte{counting, scattered, nested, shared}
 }
 
 // The structured copy computes what the original does, from every entry point (PC_B), with the
@@ -161,7 +175,7 @@ func TestStructureSeeds(t *testing.T) {
 	r := wazero.NewRuntime(ctx)
 	defer r.Close(ctx)
 	noRet := func(uint32) bool { return false }
-	for i, want := range []uint64{55, 1105, 15} {
+	for i, want := range []uint64{55, 1105, 15, 310} {
 		body := structureSeeds()[i]
 		budget := structureBudget
 		s := structureGo(body, noRet, &budget)
@@ -200,5 +214,57 @@ func TestStructureBudget(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("refusing took %v", d)
+	}
+}
+
+// Go calls a function value with its table index in PC_B for a moment (local.set PC_B;
+// i32.const 0; local.get PC_B; call_indirect): such a function is structured, and computes
+// what the original does.
+func TestStructureIndirectCall(t *testing.T) {
+	i64 := func(v int64) []byte { return appendSLEB([]byte{0x42}, v) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	body := goShaped(3, func(s int, jump func(t, inner int) []byte) []byte {
+		switch s {
+		case 0: // n = 3
+			return cat(i64(3), []byte{opLocalSet, 1})
+		case 1: // sum += table[1](0); n--; if n != 0 goto 1
+			return cat([]byte{opI32Const, 1, opLocalSet, 0, opI32Const, 0, opLocalGet, 0, opCallIndir, 0, 0},
+				[]byte{0xAD, opLocalGet, 2, 0x7C, opLocalSet, 2},
+				[]byte{opLocalGet, 1}, i64(1), []byte{0x7D, opLocalSet, 1},
+				[]byte{opLocalGet, 1, 0x50, 0x45, opIf, blockVoid}, jump(1, 1), []byte{opEnd})
+		}
+		return []byte{opLocalGet, 2, 0xA7, opReturn}
+	})
+	module := func(body []byte) []byte {
+		m := []byte("\x00asm\x01\x00\x00\x00")
+		section := func(id byte, p []byte) { m = append(binary.AppendUvarint(append(m, id), uint64(len(p))), p...) }
+		section(1, []byte{1, 0x60, 1, 0x7F, 1, 0x7F})
+		section(3, []byte{2, 0, 0})
+		section(4, []byte{1, 0x70, 0, 2})
+		section(7, []byte{1, 1, 'f', 0, 0})
+		section(9, []byte{1, 0, opI32Const, 0, opEnd, 2, 1, 1})
+		callee := []byte{0, opI32Const, 7, opEnd} // returns 7
+		code := append(binary.AppendUvarint([]byte{2}, uint64(len(body))), body...)
+		section(10, append(append(code, byte(len(callee))), callee...))
+		return m
+	}
+	budget := structureBudget
+	s := structureGo(body, func(uint32) bool { return false }, &budget)
+	if s == nil {
+		t.Fatal("not structured")
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	for name, b := range map[string][]byte{"original": body, "structured": s} {
+		m, err := r.Instantiate(ctx, module(b))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		res, err := m.ExportedFunction("f").Call(ctx, 0)
+		if err != nil || res[0] != 21 {
+			t.Fatalf("%s: %v %v, want 21", name, res, err)
+		}
+		m.Close(ctx)
 	}
 }
