@@ -3,6 +3,7 @@ package jsonpick
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -197,4 +198,34 @@ func TestAppendRaw(t *testing.T) {
 			}
 		}
 	}
+}
+
+// parseInt reads a document's integers as strconv.ParseInt does, at the edges of int64 too; a
+// number that is not an integer, or too large, is not one.
+func TestParseInt(t *testing.T) {
+	for _, s := range []string{"0", "-0", "7", "-12", "9223372036854775807", "-9223372036854775808",
+		"9223372036854775808", "-9223372036854775809", "18446744073709551615", "99999999999999999999",
+		"1.5", "1e3", "-", "", `"12"`, "true", "12345678901234567890123"} {
+		want, err := strconv.ParseInt(s, 10, 64)
+		got, ok := parseInt([]byte(s))
+		if ok != (err == nil) || got != want {
+			t.Errorf("%q: got %d %v, want %d %v", s, got, ok, want, err)
+		}
+	}
+}
+
+func FuzzParseInt(f *testing.F) {
+	for _, s := range []string{"0", "-12", "9223372036854775807", "-9223372036854775808", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-+") {
+			return // a sign strconv takes and JSON has not
+		}
+		want, err := strconv.ParseInt(s, 10, 64)
+		got, ok := parseInt([]byte(s))
+		if ok != (err == nil) || got != want {
+			t.Fatalf("%q: got %d %v, want %d %v", s, got, ok, want, err)
+		}
+	})
 }
