@@ -183,6 +183,7 @@ func TestHostileGuests(t *testing.T) {
 		{"loop", "transform timed out after 100ms"},
 		{"yieldloop", "transform timed out after 100ms"},
 		{"fanout", "transform timed out after 100ms"},
+		{"calltree", "transform timed out after 100ms"},
 		{"tableloop", "transform timed out after 100ms"},
 		{"paramloop", "transform timed out after 100ms"},
 		{"nestedloop", "transform timed out after 100ms"},

@@ -13,16 +13,18 @@ import (
 // which costs a Go guest (hundreds of thousands of loop iterations to parse a payload) several
 // times its own work, and any guest a timer per call. Modules are instrumented instead: each
 // loop counts down a global on its way back (before a branch to the loop's label; at its head for
-// the few loops a br_table goes back to), and every yieldEvery iterations calls WASI's sched_yield,
-// whose host side ends the call once its deadline has passed. Every Go wasip1 module imports
-// sched_yield; other modules get the import added. The call is also a point where the Go
-// runtime can preempt the goroutine, so a guest in a tight loop never holds up a garbage
-// collection. Modules with instructions the rewriter does not know (tail calls among them,
+// the few loops a br_table goes back to), as does every entry to a function that makes calls
+// (a tree of calls runs as long as a loop does, with no loop), and every yieldEvery counts calls
+// WASI's sched_yield, whose host side ends the call once its deadline has passed. Every Go
+// wasip1 module imports sched_yield; other modules get the import added. The call is also a
+// point where the Go runtime can preempt the goroutine, so a guest in a tight loop never holds
+// up a garbage collection. Modules with instructions the rewriter does not know (tail calls among them,
 // which loop without a loop header) keep wazero's check.
 
 // MaxCallDepth bounds how deep a guest's calls nest. wazero lets a guest's stack grow to 400 MB
 // before it traps with a stack overflow, outside the guest's memory limit: a guest recursing
-// without end took the process's memory up by 300 MB. Past this depth the guest traps, and
+// without end took the process's memory up by 300 MB. Past this depth (by fewer than
+// yieldEvery frames: it is checked when the countdown's turn comes) the guest traps, and
 // DepthExport tells the host why.
 const MaxCallDepth = 100000
 
@@ -507,9 +509,12 @@ func splitCode(p []byte, n int) ([][]byte, error) {
 }
 
 // body instruments one function body: the countdown on every loop's way back (see
-// instructions), and the call depth. The function's depth goes in a new local at entry (the caller's plus one,
-// trapping past MaxCallDepth) and back into the depth global after each call it makes, so no
-// way out of a function needs its own code.
+// instructions), and in a function that makes calls, the countdown at its entry too (a tree of
+// calls runs as long as a loop, with no loop at all) and the call depth. The function's depth
+// goes in a new local at entry (the caller's plus one) and back into the depth global after
+// each call it makes, so no way out of a function needs its own code. It is checked when the
+// countdown's turn comes: past MaxCallDepth (by fewer than yieldEvery frames, since every entry
+// counts down), the guest traps.
 func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
@@ -546,13 +551,15 @@ func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 		return cr.instructions(out, fn, code, locals, nil)
 	}
 	d := binary.AppendUvarint(nil, uint64(cr.depth))
-	// l = depth + 1; depth = l; if (l > MaxCallDepth) unreachable
+	// l = depth + 1; depth = l; then the countdown, whose rare turn also checks the depth:
+	// if (countdown reaches 0) { counter = yieldEvery; drop(sched_yield()); if (l > MaxCallDepth) unreachable }
 	out = append(append(out, 0x23), d...)
 	out = append(append(out, 0x41, 0x01, 0x6A, 0x22), l...)
 	out = append(append(out, 0x24), d...)
-	out = append(append(out, 0x20), l...)
+	out = append(cr.decrement(out), 0x45, 0x04, 0x40) // i32.eqz; if
+	out = append(append(cr.yieldNow(out), 0x20), l...)
 	out = appendSLEB(append(out, 0x41), MaxCallDepth)
-	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B)
+	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B, 0x0B)             // i32.gt_u; if; unreachable; end; end
 	restore := append(append(append([]byte{0x20}, l...), 0x24), d...) // depth = l
 	return cr.instructions(out, fn, code, locals, restore)
 }
