@@ -35,14 +35,17 @@ type call struct {
 	output  []byte
 	headers [][2]string
 	hbuf    [2][2]string // headers' first array: one allocation fewer for most calls
-	strs    *strMemo     // the instance's, for header names and values (nil: allocate each)
-	logs    cappedLog
-	errMsg  string
-	breach  string // a limit the guest broke, reported as the failure
+	// sent: the headers as the result carries them, read-only: an instance whose guest sets
+	// the same headers as on its last call hands out the same slice again
+	sent   [][2]string
+	strs   *strMemo // the instance's, for header names and values (nil: allocate each)
+	logs   cappedLog
+	errMsg string
+	breach string // a limit the guest broke, reported as the failure
 
-	// deadline ends a counted module's call (zero: none); sched_yield checks it, so the call
-	// needs no timer. timedOut records that it did.
-	deadline time.Time
+	// deadline ends a counted module's call (zero: none), on the clock of monotonic;
+	// sched_yield checks it, so the call needs no timer. timedOut records that it did.
+	deadline time.Duration
 	timedOut bool
 }
 

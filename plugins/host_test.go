@@ -144,6 +144,13 @@ func TestHeadersFollowEachCall(t *testing.T) {
 			t.Fatalf("call %d's headers became %+v", i, res.Headers)
 		}
 	}
+	// the same headers as the call before: the same read-only slice, which no append can change
+	if &earlier[2].Headers[0] != &earlier[1].Headers[0] || &earlier[1].Headers[0] == &earlier[0].Headers[0] {
+		t.Fatal("headers equal to the last call's were not shared, or changed ones were")
+	}
+	if cap(earlier[2].Headers) != len(earlier[2].Headers) {
+		t.Fatal("shared headers have room to append into")
+	}
 }
 
 // The Go kit asks the host for a config value once per instance; a config that changes (a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,7 @@ type instance struct {
 	env   *guestEnv
 	depth api.MutableGlobal // the call depth of an instrumented module (nil: none)
 	strs  strMemo
+	sent  [][2]string // the headers of the last call's result, never changed once handed out
 }
 
 func (i *instance) close() { i.m.Close(context.Background()) }
@@ -106,7 +108,6 @@ func (e *guestEnv) config(cfg wazero.ModuleConfig) wazero.ModuleConfig {
 		WithNanosleep(func(ns int64) { e.nanos += ns })
 }
 
-// get returns an idle instance, a new one while the pool has room, or waits for one.
 // get takes a free instance, makes one while the pool has room, or waits for one until ctx is
 // done or c's deadline passes.
 func (p *pool) get(ctx context.Context, c *call) (*instance, error) {
@@ -124,8 +125,8 @@ func (p *pool) get(ctx context.Context, c *call) (*instance, error) {
 	}
 	p.n.Add(-1)
 	var expired <-chan time.Time
-	if !c.deadline.IsZero() {
-		t := time.NewTimer(time.Until(c.deadline))
+	if c.deadline != 0 {
+		t := time.NewTimer(c.deadline - monotonic())
 		defer t.Stop()
 		expired = t.C
 	}
@@ -207,6 +208,12 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 		return 0, err
 	}
 	code := api.DecodeU32(inst.stack[0])
+	if len(c.headers) > 0 {
+		if !slices.Equal(inst.sent, c.headers) {
+			inst.sent = slices.Clip(slices.Clone(c.headers))
+		}
+		c.sent = inst.sent
+	}
 	p.put(inst)
 	return code, nil
 }
