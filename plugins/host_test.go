@@ -191,6 +191,7 @@ func TestHostileGuests(t *testing.T) {
 		{"yieldloop", "transform timed out after 100ms"},
 		{"fanout", "transform timed out after 100ms"},
 		{"calltree", "transform timed out after 100ms"},
+		{"callchain", "transform timed out after 100ms"},
 		{"tableloop", "transform timed out after 100ms"},
 		{"paramloop", "transform timed out after 100ms"},
 		{"nestedloop", "transform timed out after 100ms"},

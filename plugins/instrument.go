@@ -477,10 +477,14 @@ func (cr codeRewrite) code(p []byte, params []uint32, funcImports int) ([]byte, 
 		return nil, err
 	}
 	structureBodies(fns, params, funcImports)
+	counted, err := countedEntries(fns, funcImports)
+	if err != nil {
+		return nil, err
+	}
 	out := binary.AppendUvarint(make([]byte, 0, 2*len(p)), uint64(len(fns)))
 	var body []byte
 	for i, fn := range fns {
-		if body, err = cr.body(body[:0], fn, params[i]); err != nil {
+		if body, err = cr.body(body[:0], fn, params[i], counted[i]); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -509,13 +513,14 @@ func splitCode(p []byte, n int) ([][]byte, error) {
 }
 
 // body instruments one function body: the countdown on every loop's way back (see
-// instructions), and in a function that makes calls, the countdown at its entry too (a tree of
-// calls runs as long as a loop, with no loop at all) and the call depth. The function's depth
-// goes in a new local at entry (the caller's plus one) and back into the depth global after
-// each call it makes, so no way out of a function needs its own code. It is checked when the
-// countdown's turn comes: past MaxCallDepth (by fewer than yieldEvery frames, since every entry
-// counts down), the guest traps.
-func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
+// instructions), and in a function that makes calls, the call depth and, when counted (see
+// countedEntries), the countdown at its entry too: a tree of calls runs as long as a loop, with
+// no loop at all. The function's depth goes in a new local at entry (the caller's plus one) and
+// back into the depth global after each call it makes, so no way out of a function needs its
+// own code. An uncounted function checks it at once; a counted one when its countdown's turn
+// comes (every cycle of calls has a counted function, so a guest traps past MaxCallDepth by
+// fewer than yieldEvery frames).
+func (cr codeRewrite) body(out, fn []byte, params uint32, counted bool) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
 	decls := r.i
@@ -551,15 +556,23 @@ func (cr codeRewrite) body(out, fn []byte, params uint32) ([]byte, error) {
 		return cr.instructions(out, fn, code, locals, nil)
 	}
 	d := binary.AppendUvarint(nil, uint64(cr.depth))
-	// l = depth + 1; depth = l; then the countdown, whose rare turn also checks the depth:
-	// if (countdown reaches 0) { counter = yieldEvery; drop(sched_yield()); if (l > MaxCallDepth) unreachable }
+	// l = depth + 1; depth = l
 	out = append(append(out, 0x23), d...)
 	out = append(append(out, 0x41, 0x01, 0x6A, 0x22), l...)
 	out = append(append(out, 0x24), d...)
-	out = append(cr.decrement(out), 0x45, 0x04, 0x40) // i32.eqz; if
-	out = append(append(cr.yieldNow(out), 0x20), l...)
-	out = appendSLEB(append(out, 0x41), MaxCallDepth)
-	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B, 0x0B)             // i32.gt_u; if; unreachable; end; end
+	if counted {
+		// the countdown, whose rare turn also checks the depth: if (it reaches 0) { counter =
+		// yieldEvery; drop(sched_yield()); if (l > MaxCallDepth) unreachable }
+		out = append(cr.decrement(out), 0x45, 0x04, 0x40) // i32.eqz; if
+		out = append(append(cr.yieldNow(out), 0x20), l...)
+		out = appendSLEB(append(out, 0x41), MaxCallDepth)
+		out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B, 0x0B) // i32.gt_u; if; unreachable; end; end
+	} else {
+		// if (l > MaxCallDepth) unreachable
+		out = append(append(out, 0x20), l...)
+		out = appendSLEB(append(out, 0x41), MaxCallDepth)
+		out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B)
+	}
 	restore := append(append(append([]byte{0x20}, l...), 0x24), d...) // depth = l
 	return cr.instructions(out, fn, code, locals, restore)
 }

@@ -49,7 +49,7 @@ func TestInstrumentEveryModule(t *testing.T) {
 	t.Logf("%d of %d modules instrumented", counted, len(files))
 }
 
-var mustCount = []string{"gohighlevel", "yieldloop", "fanout", "calltree", "loop", "tableloop", "paramloop", "nestedloop"}
+var mustCount = []string{"gohighlevel", "yieldloop", "fanout", "calltree", "callchain", "loop", "tableloop", "paramloop", "nestedloop"}
 
 // A guest spinning in a loop reaches a Go function every yieldEvery iterations, so a garbage
 // collection that stops the world is never held up by it.
