@@ -3,6 +3,7 @@ package jsonpick
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,6 +227,18 @@ func FuzzParseInt(f *testing.F) {
 		got, ok := parseInt([]byte(s))
 		if ok != (err == nil) || got != want {
 			t.Fatalf("%q: got %d %v, want %d %v", s, got, ok, want, err)
+		}
+	})
+}
+
+// AppendInt writes what strconv.AppendInt writes.
+func FuzzAppendInt(f *testing.F) {
+	for _, n := range []int64{0, 7, -7, 10, 1234567890, math.MaxInt64, math.MinInt64} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, n int64) {
+		if got, want := AppendInt([]byte("x"), n), strconv.AppendInt([]byte("x"), n, 10); string(got) != string(want) {
+			t.Fatalf("%d: got %s, want %s", n, got, want)
 		}
 	})
 }

@@ -10,7 +10,6 @@ package mapping
 import (
 	"bytes"
 	"errors"
-	"strconv"
 
 	"github.com/ringgate/ringgate/plugins/pdk/jsonpick"
 )
@@ -67,11 +66,11 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 	var num, dur [20]byte
 	var callLogID, duration []byte
 	if id, _ := d.Int("call_log_id"); id != 0 {
-		callLogID = strconv.AppendInt(num[:0], id, 10)
+		callLogID = jsonpick.AppendInt(num[:0], id)
 	}
 	if string(event) == "call.completed" || string(event) == "call.missed" {
 		n, _ := d.Int("duration")
-		duration = strconv.AppendInt(dur[:0], n, 10)
+		duration = jsonpick.AppendInt(dur[:0], n)
 	}
 
 	out := jsonpick.AppendRaw(dst, `{"phone":`) // AppendRaw: in a guest, no call to memmove
