@@ -41,8 +41,10 @@ func (mp *Mapper) AppendMap(dst, payload []byte, tag string) ([]byte, error) {
 	name := bytes.TrimSpace(str(d, "caller_name"))
 	var first, last []byte
 	if len(name) > 0 {
-		first, last, _ = bytes.Cut(name, []byte(" "))
-		last = bytes.TrimSpace(last)
+		first = name
+		if i := bytes.IndexByte(name, ' '); i >= 0 { // bytes.Cut would make two calls more
+			first, last = name[:i], bytes.TrimSpace(name[i+1:])
+		}
 	}
 	loc, _ := d.Object("caller_location")
 	campaign := str(d, "campaign_name")
