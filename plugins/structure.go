@@ -31,7 +31,7 @@ import (
 //     function after an unwind (a goroutine switch, a stack growth), which is rare.
 //   - A structured copy runs on every call. Its loops are the natural loops of the segments'
 //     jumps (found by a depth-first search). A loop that can be entered other than at its head
-//     (Go's layout makes a few, in about one function in thirty) first gets copies of the
+//     (Go's layout makes a few, in about one function in fifty) first gets copies of the
 //     segments that enter it past its head, so that the copies enter at the head (see split).
 //     Each loop's segments, and the function's, are written in an order where every other jump
 //     goes forward, inside blocks whose ends start the segments after them: a jump forward is a

@@ -59,7 +59,7 @@ func TestStructuredGoPassesItsTests(t *testing.T) {
 			}
 			total, structured, checked := countStructured(t, b)
 			// Go's calls through function values, and loops it enters past their heads, are
-			// structured too: about one function in thirty has one or the other
+			// structured too: a few functions in a hundred have one or the other
 			if structured*100 < total*99 {
 				t.Fatalf("%d of %d Go functions with jumps structured; expected 99 in 100", structured, total)
 			}
