@@ -22,9 +22,18 @@ package plugins
 // counted function that calls many leaves. An uncounted function still checks the call depth at
 // its entry (a counted one checks it on its count's turns).
 
-// countedEntries returns, for each body of fns (the code section's; funcImports functions are
-// imported before them), whether its entry counts down. A body that makes no calls does not.
-func countedEntries(fns [][]byte, funcImports int) ([]bool, error) {
+// entry is what a function's entry gets.
+type entry byte
+
+const (
+	entryLeaf    entry = iota // nothing: the function makes no calls, so it nests no deeper
+	entryChecked              // the call depth, checked at once
+	entryCounted              // the call depth and the countdown, whose turn checks the depth
+)
+
+// entries returns what the entry of each body of fns (the code section's; funcImports
+// functions are imported before them) gets.
+func entries(fns [][]byte, funcImports int) ([]entry, error) {
 	n := len(fns)
 	calls := make([][]uint32, n) // direct callees among the defined functions
 	makes := make([]bool, n)     // makes any call
@@ -56,7 +65,12 @@ func countedEntries(fns [][]byte, funcImports int) ([]bool, error) {
 			return nil, errNotInstrumentable
 		}
 	}
-	counted := make([]bool, n)
+	kind := make([]entry, n)
+	for f := range kind {
+		if makes[f] {
+			kind[f] = entryChecked
+		}
+	}
 	// Tarjan's strongly connected components, without recursion (a module may chain a million
 	// functions); each component is complete once its callees' are, so statuses are decided
 	// callees first.
@@ -71,7 +85,6 @@ func countedEntries(fns [][]byte, funcImports int) ([]bool, error) {
 		next int
 	}
 	next := int32(0)
-	uncounted := func(f uint32) bool { return makes[f] && !counted[f] }
 	for root := range fns {
 		if index[root] >= 0 {
 			continue
@@ -119,27 +132,25 @@ func countedEntries(fns [][]byte, funcImports int) ([]bool, error) {
 			}
 			if len(comp) > 1 || selfCall(calls[f], f) {
 				for _, g := range comp {
-					counted[g] = makes[g]
+					kind[g] = entryCounted // each makes a call: to the others, or itself
 				}
 				continue
 			}
-			if !makes[f] {
-				continue
-			}
-			if indirect[f] {
-				counted[f] = true
+			if kind[f] == entryLeaf {
 				continue
 			}
 			sites := 0
 			for _, g := range calls[f] {
-				if uncounted(g) {
+				if kind[g] == entryChecked {
 					sites++
 				}
 			}
-			counted[f] = sites > 1
+			if indirect[f] || sites > 1 {
+				kind[f] = entryCounted
+			}
 		}
 	}
-	return counted, nil
+	return kind, nil
 }
 
 func selfCall(callees []uint32, f uint32) bool {

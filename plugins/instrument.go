@@ -13,19 +13,19 @@ import (
 // which costs a Go guest (hundreds of thousands of loop iterations to parse a payload) several
 // times its own work, and any guest a timer per call. Modules are instrumented instead: each
 // loop counts down a global on its way back (before a branch to the loop's label; at its head for
-// the few loops a br_table goes back to), as does every entry to a function that makes calls
-// (a tree of calls runs as long as a loop does, with no loop), and every yieldEvery counts calls
-// WASI's sched_yield, whose host side ends the call once its deadline has passed. Every Go
-// wasip1 module imports sched_yield; other modules get the import added. The call is also a
-// point where the Go runtime can preempt the goroutine, so a guest in a tight loop never holds
-// up a garbage collection. Modules with instructions the rewriter does not know (tail calls among them,
-// which loop without a loop header) keep wazero's check.
+// the few loops a br_table goes back to), as does the entry to every function where a tree of
+// calls can start (callgraph.go: a tree of calls runs as long as a loop does, with no loop), and
+// every yieldEvery counts calls WASI's sched_yield, whose host side ends the call once its
+// deadline has passed. Every Go wasip1 module imports sched_yield; other modules get the import
+// added. The call is also a point where the Go runtime can preempt the goroutine, so a guest in a
+// tight loop never holds up a garbage collection. Modules with instructions the rewriter does
+// not know (tail calls among them, which loop without a loop header) keep wazero's check.
 
 // MaxCallDepth bounds how deep a guest's calls nest. wazero lets a guest's stack grow to 400 MB
 // before it traps with a stack overflow, outside the guest's memory limit: a guest recursing
 // without end took the process's memory up by 300 MB. Past this depth (by fewer than
-// yieldEvery frames: it is checked when the countdown's turn comes) the guest traps, and
-// DepthExport tells the host why.
+// yieldEvery frames: a counted function checks it when its countdown's turn comes) the guest
+// traps, and DepthExport tells the host why.
 const MaxCallDepth = 100000
 
 // DepthExport is the name an instrumented module exports its call depth under (a mutable
@@ -477,14 +477,14 @@ func (cr codeRewrite) code(p []byte, params []uint32, funcImports int) ([]byte, 
 		return nil, err
 	}
 	structureBodies(fns, params, funcImports)
-	counted, err := countedEntries(fns, funcImports)
+	kinds, err := entries(fns, funcImports)
 	if err != nil {
 		return nil, err
 	}
 	out := binary.AppendUvarint(make([]byte, 0, 2*len(p)), uint64(len(fns)))
 	var body []byte
 	for i, fn := range fns {
-		if body, err = cr.body(body[:0], fn, params[i], counted[i]); err != nil {
+		if body, err = cr.body(body[:0], fn, params[i], kinds[i]); err != nil {
 			return nil, err
 		}
 		out = binary.AppendUvarint(out, uint64(len(body)))
@@ -513,14 +513,14 @@ func splitCode(p []byte, n int) ([][]byte, error) {
 }
 
 // body instruments one function body: the countdown on every loop's way back (see
-// instructions), and in a function that makes calls, the call depth and, when counted (see
-// countedEntries), the countdown at its entry too: a tree of calls runs as long as a loop, with
+// instructions), and at its entry what kind says (see entries): in a function that makes calls,
+// the call depth, and where a tree of calls can start, the countdown too: a tree of calls runs as long as a loop, with
 // no loop at all. The function's depth goes in a new local at entry (the caller's plus one) and
 // back into the depth global after each call it makes, so no way out of a function needs its
 // own code. An uncounted function checks it at once; a counted one when its countdown's turn
 // comes (every cycle of calls has a counted function, so a guest traps past MaxCallDepth by
 // fewer than yieldEvery frames).
-func (cr codeRewrite) body(out, fn []byte, params uint32, counted bool) ([]byte, error) {
+func (cr codeRewrite) body(out, fn []byte, params uint32, kind entry) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
 	decls := r.i
@@ -535,22 +535,18 @@ func (cr codeRewrite) body(out, fn []byte, params uint32, counted bool) ([]byte,
 		return nil, errNotInstrumentable
 	}
 	code := r.i
-	calls, err := makesCalls(fn[code:])
-	if err != nil {
-		return nil, err
-	}
 	// the new locals: the countdown's scratch, then the depth (when the function calls)
 	t := binary.AppendUvarint(nil, locals)
 	l := binary.AppendUvarint(nil, locals+1)
 	added := byte(1)
-	if calls {
+	if kind != entryLeaf {
 		added = 2
 	}
 	out = binary.AppendUvarint(out, uint64(groups)+1)
 	out = append(out, fn[decls:r.i]...)
 	out = append(out, added, 0x7F) // i32s
 	cr.scratch = t
-	if !calls {
+	if kind == entryLeaf {
 		// A function that calls nothing cannot nest deeper: its depth is not tracked, which
 		// spares the hot leaf loops the work.
 		return cr.instructions(out, fn, code, locals, nil)
@@ -560,7 +556,7 @@ func (cr codeRewrite) body(out, fn []byte, params uint32, counted bool) ([]byte,
 	out = append(append(out, 0x23), d...)
 	out = append(append(out, 0x41, 0x01, 0x6A, 0x22), l...)
 	out = append(append(out, 0x24), d...)
-	if counted {
+	if kind == entryCounted {
 		// the countdown, whose rare turn also checks the depth: if (it reaches 0) { counter =
 		// yieldEvery; drop(sched_yield()); if (l > MaxCallDepth) unreachable }
 		out = append(cr.decrement(out), 0x45, 0x04, 0x40) // i32.eqz; if
@@ -611,24 +607,6 @@ func (cr codeRewrite) yieldNow(out []byte) []byte {
 	out = appendSLEB(append(out, 0x41), yieldEvery)                                   // i32.const yieldEvery
 	out = append(append(out, 0x24), binary.AppendUvarint(nil, uint64(cr.counter))...) // global.set counter
 	return append(binary.AppendUvarint(append(out, 0x10), uint64(cr.yield)), 0x1A)    // call sched_yield; drop
-}
-
-// makesCalls reports whether a function's code has a call or call_indirect.
-func makesCalls(code []byte) (bool, error) {
-	r := reader{b: code}
-	for r.more() {
-		op := r.byte()
-		if op == 0x10 || op == 0x11 {
-			return true, nil
-		}
-		if err := r.immediates(op); err != nil {
-			return false, err
-		}
-	}
-	if r.err != nil {
-		return false, errNotInstrumentable
-	}
-	return false, nil
 }
 
 // instructions copies the instructions of fn from i on: the countdown on each loop's way back

@@ -179,11 +179,11 @@ type goFunc struct {
 	jump   []int    // for the i32.const of a jump (i32.const K; local.set PC_B; br $dispatch), 1 + its target segment
 	succ   [][]int  // each segment's jump targets, and the next segment when it runs on
 	// Segments copied to make the jumps nest (see split) are numbered from segs on: each one's
-	// original, its targets where they are copies, and the segment a call starts at.
+	// original, its targets where they are copies (an original's targets never change), and the
+	// segment a call starts at.
 	orig     []int
 	redirect []map[int]int
 	first    int
-	base     [][]int       // succ as parsed: every segment's original targets
 	falls    []bool        // the segment can run off its end (into the next)
 	loops    []loop        // the natural loops
 	inner    []int         // each segment's innermost loop; -1: none; -2: unreachable
@@ -454,7 +454,6 @@ func (g *goFunc) nest() bool {
 		g.orig[s] = s
 	}
 	g.redirect = make([]map[int]int, g.segs)
-	g.base = append([][]int(nil), g.succ...)
 	for {
 		l, ok := g.findLoops()
 		if !ok {
@@ -621,7 +620,7 @@ func (g *goFunc) split(l int) bool {
 	for v, c := range copyOf {
 		g.orig[c] = g.orig[v]
 		m := map[int]int{}
-		for _, t := range g.base[g.orig[v]] {
+		for _, t := range g.succ[g.orig[v]] {
 			cur := g.to(v, t)
 			if tc, ok := copyOf[cur]; ok {
 				m[t] = tc
@@ -646,7 +645,7 @@ func (g *goFunc) to(v, t int) int {
 
 // targets is segment v's jump targets, and where it runs on.
 func (g *goFunc) targets(v int) []int {
-	o := g.base[g.orig[v]]
+	o := g.succ[g.orig[v]]
 	out := make([]int, len(o))
 	for i, t := range o {
 		out[i] = g.to(v, t)

@@ -16,22 +16,17 @@ import (
 func main() {}
 
 // mapper and out are reused from call to call: the host copies the output at once, and
-// allocating is what a Go guest pays most for. tag is read once: an instance's config never
-// changes (a changed config gets new instances).
+// allocating is what a Go guest pays most for.
 var (
 	mapper mapping.Mapper
 	out    []byte
-	tag    *string
 )
 
 //go:wasmexport transform
 func transform(n int32) int32 {
-	if tag == nil {
-		t, _ := pdk.Config("tag")
-		tag = &t
-	}
+	tag, _ := pdk.Config("tag") // asks the host once per instance: its config never changes
 	var err error
-	out, err = mapper.AppendMap(out[:0], pdk.Input(), *tag)
+	out, err = mapper.AppendMap(out[:0], pdk.Input(), tag)
 	if err != nil {
 		pdk.Error(err.Error())
 		return pdk.Fail
