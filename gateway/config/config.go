@@ -122,7 +122,7 @@ type Workspace struct {
 type Tracker struct {
 	AllowedOrigins       []string      `yaml:"allowed_origins" example:"[https://example.com]" doc:"Origins allowed to create sessions."`
 	SessionHold          time.Duration `yaml:"session_hold" default:"30m" doc:"How long a visitor keeps a pool number without a heartbeat."`
-	NewSessionsPerMinute int           `yaml:"new_sessions_per_minute" default:"60" doc:"New sessions one visitor address may start a minute (heartbeats do not count; IPv6 counts by /64); past it the script gets a 429 and the page keeps its own numbers. Behind a proxy, set server.trusted_proxies. 0: no limit."`
+	NewSessionsPerMinute int           `yaml:"new_sessions_per_minute" default:"60" doc:"New sessions one visitor address may start a minute (heartbeats do not count; IPv6 counts by /64); past it the script gets a 429 and the page keeps its own numbers. Behind a proxy, set server.trusted_proxies. A cluster's nodes share it. 0: no limit."`
 }
 
 type Block struct {
@@ -164,7 +164,7 @@ type Endpoint struct {
 	Secret    string            `yaml:"secret" example:"${GHL_WEBHOOK_SECRET}" doc:"whsec_ + base64 signing secret; generated and stored when omitted."`
 	Headers   map[string]string `yaml:"headers" example:"{X-Source: ringgate}" doc:"Extra request headers."`
 	Timeout   time.Duration     `yaml:"timeout" default:"0" example:"30s" doc:"Time for one attempt to this endpoint (a slow receiver); 0: delivery.timeout."`
-	RateLimit float64           `yaml:"rate_limit" default:"0" example:"5" doc:"At most this many attempts a second to this endpoint, for receivers with an API limit (bursts of up to one second's worth); 0: no limit."`
+	RateLimit float64           `yaml:"rate_limit" default:"0" example:"5" doc:"At most this many attempts a second to this endpoint, for receivers with an API limit (bursts of up to one second's worth; a cluster's nodes share it); 0: no limit."`
 	Transform *Transform        `yaml:"transform" doc:"Optional WebAssembly transform."`
 }
 

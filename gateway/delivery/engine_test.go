@@ -23,6 +23,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/events"
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
+	jsstore "github.com/ringgate/ringgate/gateway/store/jetstream"
 	"github.com/valyala/fasthttp"
 )
 
@@ -83,7 +84,7 @@ func (r *receiver) all() []received {
 type harness struct {
 	t    *testing.T
 	e    *Engine
-	st   *badgerstore.Store
+	st   store.Store
 	clk  clock.Clock
 	cfg  *config.Config
 	fake *clock.Fake
@@ -122,6 +123,12 @@ func newHarness(t *testing.T, cfg *config.Config, clk clock.Clock) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newHarnessOn(t, cfg, clk, st)
+}
+
+// newHarnessOn runs an engine on st, which it closes at the end of the test.
+func newHarnessOn(t *testing.T, cfg *config.Config, clk clock.Clock, st store.Store) *harness {
+	t.Helper()
 	h := &harness{t: t, st: st, clk: clk, cfg: cfg}
 	h.fake, _ = clk.(*clock.Fake)
 	h.e = New(Options{Store: st, Clock: clk, Logger: quietLog(), Version: "test", Jitter: func() float64 { return 0.5 }})
@@ -773,6 +780,54 @@ func TestRateLimitSpacesAttempts(t *testing.T) {
 		if want < 6 {
 			settle(want)
 		}
+	}
+}
+
+// In a cluster, rate_limit is one budget for all the nodes (store.Pacer). Node 1 spends the
+// first second's two attempts and stops; node 2, on the same JetStream, then waits for the next
+// share rather than spending a budget of its own, and takes one share per interval after it.
+func TestRateLimitIsOneBudgetForACluster(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
+	srv, err := jsstore.StartServer(jsstore.ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	node := func() *harness {
+		st, err := jsstore.Open(context.Background(), jsstore.Options{URLs: []string{srv.ClientURL()}, Logger: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newHarnessOn(t, cfg, fake, st)
+	}
+	quiet := func(want int) {
+		t.Helper()
+		time.Sleep(300 * time.Millisecond) // real time: nothing more may go out
+		if n := r.count(); n != want {
+			t.Fatalf("%d attempts, want %d", n, want)
+		}
+	}
+	h1 := node()
+	for range 2 {
+		h1.publish(events.CallCompleted)
+	}
+	eventually(t, "node 1's two attempts", func() bool { return r.count() == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h1.e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h2 := node()
+	for range 3 {
+		h2.publish(events.CallCompleted)
+	}
+	quiet(2)
+	for _, want := range []int{3, 4, 5} {
+		fake.Advance(500 * time.Millisecond)
+		eventually(t, fmt.Sprintf("attempt %d half a second later", want), func() bool { return r.count() == want })
+		quiet(want)
 	}
 }
 

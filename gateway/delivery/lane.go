@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringgate/ringgate/gateway/clock"
+	"github.com/ringgate/ringgate/gateway/pace"
 	"github.com/ringgate/ringgate/gateway/store"
 )
 
@@ -49,9 +50,11 @@ type lane struct {
 	cursor   time.Time
 	lastFull time.Time
 	dirty    bool // poked since the last read started: something new may be due
-	// tokens and tokensAt are the endpoint's rate_limit bucket: attempts that may start now.
-	tokens   float64
-	tokensAt time.Time
+	// tat is the endpoint's rate_limit budget (pace.Rate.Take's state), unless the store keeps
+	// it for all the processes that share it (store.Pacer).
+	tat int64
+	// paceErrLogged is when a shared budget's failure was last logged (once a minute).
+	paceErrLogged time.Time
 	// rewind is the earliest due time (Unix ns) of deliveries published since the last read
 	// started; math.MaxInt64 when none. Publishers compute a due time before their commit, so
 	// a read may pass it first: the next read starts no later than it.
@@ -151,25 +154,37 @@ func (l *lane) rate() float64 {
 	return 0
 }
 
-// take takes a token of the rate limit's bucket (up to one second's worth, and at least one,
-// refilled at rate a second); when there is none it reports how long until there is.
+// take takes an attempt's share of the endpoint's rate_limit (bursts of up to one second's
+// worth, and at least one); when there is none it reports how long until there is. A store that
+// several processes share keeps the budget, so the limit holds for all of them together: each
+// attempt then asks it (a compare-and-set), which only rate-limited endpoints pay for.
 func (l *lane) take(now time.Time, rate float64) (bool, time.Duration) {
 	if rate <= 0 {
 		return true, 0
 	}
-	burst := max(rate, 1)
-	if l.tokensAt.IsZero() {
-		l.tokens = burst
-	} else if now.After(l.tokensAt) {
-		l.tokens = min(burst, l.tokens+now.Sub(l.tokensAt).Seconds()*rate)
+	r := pace.Rate{PerSecond: rate, Burst: max(rate, 1)}
+	if p, ok := l.e.store.(store.Pacer); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), paceTimeout)
+		wait, err := p.Pace(ctx, "endpoint."+l.id, r, now)
+		cancel()
+		if err != nil {
+			// no attempt without the budget: a store that cannot answer this could not record
+			// the attempt either
+			if now.Sub(l.paceErrLogged) >= time.Minute {
+				l.paceErrLogged = now
+				l.e.log.Error("rate limit: the shared budget does not answer; attempts wait (logged once a minute)", "endpoint", l.id, "err", err)
+			}
+			return false, storeErrorBackoff
+		}
+		return wait == 0, wait
 	}
-	l.tokensAt = now
-	if l.tokens >= 1 {
-		l.tokens--
-		return true, 0
-	}
-	return false, time.Duration(math.Ceil((1 - l.tokens) / rate * float64(time.Second)))
+	ok, next, wait := r.Take(l.tat, now)
+	l.tat = next
+	return ok, wait
 }
+
+// paceTimeout bounds asking a shared store for a rate limit's share.
+const paceTimeout = 2 * time.Second
 
 func (l *lane) merge(r readResult) {
 	l.reading = false

@@ -2,8 +2,11 @@ package sessions
 
 import (
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ringgate/ringgate/gateway/pace"
 )
 
 // limiter counts the new sessions each visitor address starts in a workspace: a bucket of
@@ -12,19 +15,13 @@ import (
 // fills the store.
 type limiter struct {
 	mu        sync.Mutex
-	buckets   map[limitKey]*bucket
-	pruneNext int // prune when this many buckets are held: twice those left by the last pruning
+	buckets   map[limitKey]int64 // by address, pace.Rate.Take's state
+	pruneNext int                // prune when this many buckets are held: twice those left by the last pruning
 }
 
 type limitKey struct {
 	workspace int64
 	addr      netip.Addr // an IPv6 address by its /64: one host has a whole /64 to itself
-}
-
-type bucket struct {
-	tokens    float64
-	at        time.Time
-	perMinute int
 }
 
 // Buckets are pruned (the full ones dropped) when there are pruneAt, then whenever their number
@@ -43,38 +40,42 @@ func limitKeyOf(workspace int64, a netip.Addr) limitKey {
 	return limitKey{workspace, a}
 }
 
-// allow takes a token from key's bucket; when it is empty, it reports how long until the next.
+// rateOf is tracker.new_sessions_per_minute as a pace: a minute's worth at once, then one every
+// 60/perMinute seconds.
+func rateOf(perMinute int) pace.Rate {
+	return pace.Rate{PerSecond: float64(perMinute) / 60, Burst: float64(perMinute)}
+}
+
+// allow takes a session's share of key's budget; when there is none, it reports how long until
+// there is.
 func (l *limiter) allow(key limitKey, perMinute int, now time.Time) (bool, time.Duration) {
-	rate := float64(perMinute) / 60 // tokens a second
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
+	tat, known := l.buckets[key]
+	if !known {
 		if len(l.buckets) >= max(pruneAt, l.pruneNext) {
 			l.prune(now)
 			l.pruneNext = 2 * len(l.buckets)
 		}
 		if l.buckets == nil || len(l.buckets) >= maxBuckets {
-			l.buckets = map[limitKey]*bucket{}
+			l.buckets = map[limitKey]int64{}
 		}
-		b = &bucket{tokens: float64(perMinute), at: now, perMinute: perMinute}
-		l.buckets[key] = b
-	} else {
-		b.tokens = min(float64(perMinute), b.tokens+now.Sub(b.at).Seconds()*rate)
-		b.at, b.perMinute = now, perMinute
 	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	ok, next, wait := rateOf(perMinute).Take(tat, now)
+	l.buckets[key] = next
+	return ok, wait
 }
 
 // prune drops the buckets that have refilled.
 func (l *limiter) prune(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.at).Seconds()*float64(b.perMinute)/60 >= float64(b.perMinute) {
+	for k, tat := range l.buckets {
+		if tat <= now.UnixNano() {
 			delete(l.buckets, k)
 		}
 	}
+}
+
+// String names the key for a shared store's pace (store.Pacer).
+func (k limitKey) String() string {
+	return "tracker." + strconv.FormatInt(k.workspace, 10) + "." + k.addr.String()
 }

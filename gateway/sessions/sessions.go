@@ -83,6 +83,7 @@ type Service struct {
 	limit                                 limiter
 	created, refreshed, crawlers, limited atomic.Int64
 	limitLogged                           atomic.Int64 // unix seconds of the last warning about the limit
+	paceErrLogged                         atomic.Int64 // unix seconds of the last warning about the shared limit
 }
 
 // New returns a Service; call Provision before use.
@@ -385,7 +386,7 @@ func (s *Service) admit(ctx *fasthttp.RequestCtx, cfg *config.Config, ws *config
 	trusted := cfg.Server.TrustedPrefixes()
 	addr := httpx.ClientAddr(ctx, trusted)
 	now := s.opt.Clock.Now()
-	ok, wait := s.limit.allow(limitKeyOf(ws.ID, addr), per, now)
+	ok, wait := s.take(limitKeyOf(ws.ID, addr), per, now)
 	if ok {
 		return true, 0
 	}
@@ -398,6 +399,25 @@ func (s *Service) admit(ctx *fasthttp.RequestCtx, cfg *config.Config, ws *config
 		s.opt.Logger.Warn("tracker: new sessions refused to an address over its limit (logged once a minute)", args...)
 	}
 	return false, wait
+}
+
+// take takes a new session's share of an address's budget: the store's when several processes
+// share it (a cluster, where the limit then holds for all the nodes together), else this
+// process's.
+func (s *Service) take(key limitKey, perMinute int, now time.Time) (bool, time.Duration) {
+	if p, ok := s.opt.Store.(store.Pacer); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		wait, err := p.Pace(ctx, key.String(), rateOf(perMinute), now)
+		cancel()
+		if err == nil {
+			return wait == 0, wait
+		}
+		// this node's budget then: a visitor is not refused for the store's trouble
+		if last := s.paceErrLogged.Load(); now.Unix()-last >= 60 && s.paceErrLogged.CompareAndSwap(last, now.Unix()) {
+			s.opt.Logger.Warn("tracker: the shared limit of new sessions does not answer; this node counts alone (logged once a minute)", "err", err)
+		}
+	}
+	return s.limit.allow(key, perMinute, now)
 }
 
 // Session creates a session (or refreshes the one given) in the workspace and assigns it a

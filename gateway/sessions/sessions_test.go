@@ -359,6 +359,53 @@ func TestNewSessionsAreLimitedPerAddress(t *testing.T) {
 	}
 }
 
+// In a cluster the limit is one budget for all the nodes (store.Pacer): an address that spreads
+// its new sessions over two nodes gets a minute's worth in all, not one per node.
+func TestNewSessionsLimitIsOneBudgetForACluster(t *testing.T) {
+	srv, err := jetstream.StartServer(jetstream.ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	cfg := testConfig(t, 3)
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 4
+	node := func() *Service {
+		st, err := jetstream.Open(context.Background(), jetstream.Options{URLs: []string{srv.ClientURL()}, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		s := New(Options{Store: st, Config: func() *config.Config { return cfg }, Clock: fake, Logger: quiet})
+		if err := s.Provision(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	nodes := []*Service{node(), node()}
+	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	for i := range 4 {
+		if code, b, _ := postFrom(nodes[i%2], "203.0.113.7", "", body); code != 200 {
+			t.Fatalf("session %d, on node %d: %d %s", i+1, i%2+1, code, b)
+		}
+	}
+	for i, s := range nodes {
+		if code, _, retry := postFrom(s, "203.0.113.7", "", body); code != 429 || retry != "15" {
+			t.Fatalf("a fifth session in the minute, on node %d: %d, Retry-After %q", i+1, code, retry)
+		}
+	}
+	if code, _, _ := postFrom(nodes[1], "198.51.100.9", "", body); code != 200 {
+		t.Fatalf("another address: %d", code)
+	}
+	fake.Advance(15 * time.Second)
+	if code, _, _ := postFrom(nodes[1], "203.0.113.7", "", body); code != 200 {
+		t.Fatalf("15 s later: %d", code)
+	}
+	if code, _, _ := postFrom(nodes[0], "203.0.113.7", "", body); code != 429 {
+		t.Fatalf("15 s later, a second one: %d", code)
+	}
+}
+
 // Behind a proxy nobody listed in server.trusted_proxies, every visitor counts as the proxy: the
 // warning says so.
 func TestLimitWarnsOfAnUntrustedProxy(t *testing.T) {

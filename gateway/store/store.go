@@ -9,6 +9,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/ringgate/ringgate/gateway/pace"
 )
 
 // ErrNotFound is returned for a missing record.
@@ -341,6 +343,15 @@ type NumberHolds interface {
 	Holds(ctx context.Context, number string) ([]Hold, uint64, error)
 	// SetHolds stores them if the version is still expect, else returns ErrConflict.
 	SetHolds(ctx context.Context, number string, hs []Hold, expect uint64) (uint64, error)
+}
+
+// Pacer is implemented by stores that several processes share: a limit paced under one key
+// (an endpoint's rate_limit, the tracker's new sessions from one address) is one budget for all
+// the processes, kept in one record changed with compare-and-set.
+type Pacer interface {
+	// Pace takes one event's share of the budget of key at now, paced at r. When there is none
+	// it returns how long until there is (0: taken).
+	Pace(ctx context.Context, key string, r pace.Rate, now time.Time) (time.Duration, error)
 }
 
 // ApplyBreaker applies the outcome's breaker change to an endpoint's state; it reports whether

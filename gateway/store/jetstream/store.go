@@ -99,8 +99,8 @@ type Store struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	deliveries, events, endpoints, calls, index, sessions, holds jetstream.KeyValue
-	queue, outbox, ids                                           jetstream.Stream
+	deliveries, events, endpoints, calls, index, sessions, holds, pace jetstream.KeyValue
+	queue, outbox, ids                                                 jetstream.Stream
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -202,6 +202,7 @@ func (s *Store) provision(ctx context.Context) error {
 		{&s.index, jetstream.KeyValueConfig{Bucket: "rg_index"}},
 		{&s.sessions, jetstream.KeyValueConfig{Bucket: "rg_sessions", LimitMarkerTTL: time.Minute}},
 		{&s.holds, jetstream.KeyValueConfig{Bucket: "rg_holds"}},
+		{&s.pace, jetstream.KeyValueConfig{Bucket: "rg_pace", TTL: paceTTL}},
 	}
 	retry := func(what string, fn func(ctx context.Context) error) error {
 		for {

@@ -1,0 +1,77 @@
+package jetstream
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringgate/ringgate/gateway/pace"
+)
+
+// twoNodes runs a NATS server and two stores on it, as two ringgate nodes would share it.
+func twoNodes(t *testing.T) (a, b *Store) {
+	t.Helper()
+	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	open := func() *Store {
+		s, err := Open(context.Background(), Options{URLs: []string{srv.ClientURL()}, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	return open(), open()
+}
+
+// A key's budget is one for both nodes: of 16 events at the same instant, taken by eight
+// goroutines on each node at once, exactly a burst's worth go through, whichever node asks;
+// the next share comes one interval later; another key has its own budget.
+func TestPaceIsOneBudgetForAllNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx := context.Background()
+	r := pace.Rate{PerSecond: 4, Burst: 4}
+	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
+	var taken, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait, err := s.Pace(ctx, "ep.crm", r, now)
+			switch {
+			case err != nil:
+				t.Error(err)
+			case wait == 0:
+				taken.Add(1)
+			case wait != paceContend && wait != 250*time.Millisecond:
+				t.Errorf("refused with wait %s, want one interval (250ms)", wait)
+			default:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if taken.Load() != 4 {
+		t.Fatalf("%d events taken at one instant on two nodes, want the burst of 4 (%d refused)", taken.Load(), refused.Load())
+	}
+	if wait, err := b.Pace(ctx, "ep.crm", r, now.Add(200*time.Millisecond)); err != nil || wait != 50*time.Millisecond {
+		t.Fatalf("200ms later: wait %s (%v), want 50ms", wait, err)
+	}
+	if wait, err := a.Pace(ctx, "ep.crm", r, now.Add(250*time.Millisecond)); err != nil || wait != 0 {
+		t.Fatalf("one interval later: wait %s (%v), want the share taken", wait, err)
+	}
+	if wait, err := a.Pace(ctx, "ep.other", r, now); err != nil || wait != 0 {
+		t.Fatalf("another key: wait %s (%v), want its own budget", wait, err)
+	}
+}
