@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/ringgate/ringgate/gateway/store"
 	"github.com/ringgate/ringgate/gateway/store/storetest"
 )
@@ -241,5 +243,53 @@ func waitDue(t *testing.T, s *Store, want int, within time.Duration, what string
 			t.Fatalf("node b has %d of %s, want %d", len(got), what, want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Every bucket is read from its stream's leader: a replica answering a direct get may lag the
+// leader, and a stale read had dropped deliveries (a delivery's record read before its queue
+// message, or a retried delivery's old status). A bucket made with direct gets on (as NATS's own
+// tools make them) has them turned off when a node opens the store.
+func TestBucketsAreReadFromTheLeader(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx := context.Background()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "rg_holds"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := js.Stream(ctx, "KV_rg_holds"); !st.CachedInfo().Config.AllowDirect {
+		t.Fatal("a bucket made by NATS's client has direct gets off: the test shows nothing")
+	}
+	s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	names := js.KeyValueStoreNames(ctx)
+	n := 0
+	for name := range names.Name() {
+		info, err := js.Stream(ctx, "KV_"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.CachedInfo().Config.AllowDirect {
+			t.Errorf("bucket %s answers direct gets: a replica may serve a stale read", name)
+		}
+		n++
+	}
+	if n < 8 {
+		t.Fatalf("%d buckets, want the store's 8", n)
 	}
 }
