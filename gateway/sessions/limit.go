@@ -12,7 +12,8 @@ import (
 // limiter counts the new sessions each visitor address starts in a workspace: a bucket of
 // tracker.new_sessions_per_minute tokens per address, refilled at that rate. A flood from one
 // address then neither churns the pool's numbers (taking them from visitors who may call) nor
-// fills the store.
+// fills the store. It counts for one process; in a cluster the store keeps each address's budget
+// for all the nodes (Service.take).
 type limiter struct {
 	mu        sync.Mutex
 	buckets   map[limitKey]int64 // by address, pace.Rate.Take's state
