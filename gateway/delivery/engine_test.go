@@ -15,12 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ringgate/ringgate/gateway/clock"
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/events"
+	"github.com/ringgate/ringgate/gateway/pace"
 	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	jsstore "github.com/ringgate/ringgate/gateway/store/jetstream"
@@ -126,12 +128,17 @@ func newHarness(t *testing.T, cfg *config.Config, clk clock.Clock) *harness {
 	return newHarnessOn(t, cfg, clk, st)
 }
 
-// newHarnessOn runs an engine on st, which it closes at the end of the test.
-func newHarnessOn(t *testing.T, cfg *config.Config, clk clock.Clock, st store.Store) *harness {
+// newHarnessOn runs an engine on st, which it closes at the end of the test; log, when given,
+// is the engine's logger.
+func newHarnessOn(t *testing.T, cfg *config.Config, clk clock.Clock, st store.Store, log ...*slog.Logger) *harness {
 	t.Helper()
 	h := &harness{t: t, st: st, clk: clk, cfg: cfg}
 	h.fake, _ = clk.(*clock.Fake)
-	h.e = New(Options{Store: st, Clock: clk, Logger: quietLog(), Version: "test", Jitter: func() float64 { return 0.5 }})
+	opt := Options{Store: st, Clock: clk, Logger: quietLog(), Version: "test", Jitter: func() float64 { return 0.5 }}
+	if len(log) > 0 {
+		opt.Logger = log[0]
+	}
+	h.e = New(opt)
 	if err := h.e.Provision(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -829,6 +836,71 @@ func TestRateLimitIsOneBudgetForACluster(t *testing.T) {
 		eventually(t, fmt.Sprintf("attempt %d half a second later", want), func() bool { return r.count() == want })
 		quiet(want)
 	}
+}
+
+// failingPacer is a Badger store that says it shares its rate limits (store.Pacer), whose shared
+// budget fails while down is set.
+type failingPacer struct {
+	*badgerstore.Store
+	down  atomic.Bool
+	asked atomic.Int32
+}
+
+func (f *failingPacer) Pace(ctx context.Context, key string, r pace.Rate, now time.Time) (time.Duration, error) {
+	f.asked.Add(1)
+	if f.down.Load() {
+		return 0, errors.New("nats: timeout")
+	}
+	return 0, nil
+}
+
+// syncBuffer is a log's buffer that goroutines share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A shared budget that does not answer sends nothing (a store that cannot answer could not record
+// the attempt either) and is asked again a second later; the failure is logged once a minute.
+func TestRateLimitWaitsForASharedBudgetThatFails(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	r := newReceiver(t, fake)
+	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &failingPacer{Store: st}
+	fp.down.Store(true)
+	var logs syncBuffer
+	h := newHarnessOn(t, cfg, fake, fp, slog.New(slog.NewTextHandler(&logs, nil)))
+	h.publish(events.CallCompleted)
+	eventually(t, "the lane to ask the budget", func() bool { return fp.asked.Load() > 0 })
+	eventually(t, "the lane to wait", func() bool { return fake.Waiters() > 0 })
+	for range 3 {
+		time.Sleep(100 * time.Millisecond)
+		fake.Advance(time.Second)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := r.count(); n != 0 {
+		t.Fatalf("%d attempts without the budget", n)
+	}
+	if asked := fp.asked.Load(); asked < 2 {
+		t.Fatalf("the budget was asked %d times in 3 s, want once a second", asked)
+	}
+	if n := strings.Count(logs.String(), "shared budget does not answer"); n != 1 {
+		t.Fatalf("%d errors logged, want one a minute:\n%s", n, logs.String())
+	}
+	fp.down.Store(false)
+	fake.Advance(time.Second)
+	eventually(t, "the attempt once the budget answers", func() bool { return r.count() == 1 })
 }
 
 // After an outage outlasting the retries, RetryFailed sends the failed deliveries once more.

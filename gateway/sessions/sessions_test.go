@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ringgate/ringgate/gateway/clock"
 	"github.com/ringgate/ringgate/gateway/config"
+	"github.com/ringgate/ringgate/gateway/pace"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	"github.com/ringgate/ringgate/gateway/store/jetstream"
 	"github.com/valyala/fasthttp"
@@ -403,6 +405,36 @@ func TestNewSessionsLimitIsOneBudgetForACluster(t *testing.T) {
 	}
 	if code, _, _ := postFrom(nodes[0], "203.0.113.7", "", body); code != 429 {
 		t.Fatalf("15 s later, a second one: %d", code)
+	}
+}
+
+// downPacer is a Badger store that says it shares its limits (store.Pacer) but cannot answer.
+type downPacer struct{ *badgerstore.Store }
+
+func (downPacer) Pace(context.Context, string, pace.Rate, time.Time) (time.Duration, error) {
+	return 0, errors.New("nats: timeout")
+}
+
+// A shared limit that does not answer is no reason to refuse a visitor: the node counts alone,
+// and says so once a minute.
+func TestNewSessionsLimitFallsBackToTheNode(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	cfg := testConfig(t, 3)
+	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 2
+	_, st := newService(t, cfg, fake)
+	var logs strings.Builder
+	s := New(Options{Store: downPacer{st}, Config: func() *config.Config { return cfg }, Clock: fake, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := s.Provision(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+	for i, want := range []int{200, 200, 429, 429} {
+		if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != want {
+			t.Fatalf("session %d: %d, want %d", i+1, code, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "this node counts alone"); n != 1 {
+		t.Fatalf("%d warnings, want one a minute:\n%s", n, logs.String())
 	}
 }
 
