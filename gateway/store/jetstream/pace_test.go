@@ -75,3 +75,25 @@ func TestPaceIsOneBudgetForAllNodes(t *testing.T) {
 		t.Fatalf("another key: wait %s (%v), want its own budget", wait, err)
 	}
 }
+
+// BenchmarkPace is one event's share taken from a one-node server over loopback: what an attempt
+// to a rate-limited endpoint, or a new session, adds in a cluster.
+func BenchmarkPace(b *testing.B) {
+	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(b.TempDir(), "js"), Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	s, err := Open(context.Background(), Options{URLs: []string{srv.ClientURL()}, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r := pace.Rate{PerSecond: 1e9, Burst: 1e9}
+	now := time.Now()
+	for b.Loop() {
+		if _, err := s.Pace(context.Background(), "endpoint.crm", r, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
