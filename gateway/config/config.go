@@ -100,7 +100,7 @@ type Delivery struct {
 	MaxRetryAfter        time.Duration   `yaml:"max_retry_after" default:"1h" doc:"A receiver's Retry-After may lengthen a retry delay up to this bound."`
 	BreakerThreshold     int             `yaml:"breaker_threshold" default:"10" doc:"Consecutive failed deliveries that disable an endpoint."`
 	LogRetention         time.Duration   `yaml:"log_retention" default:"720h" doc:"How long finished delivery records and attempts are kept."`
-	MaxInFlight          int             `yaml:"max_in_flight" default:"32" doc:"Concurrent attempts per endpoint; a slow receiver cannot take more."`
+	MaxInFlight          int             `yaml:"max_in_flight" default:"32" doc:"Concurrent attempts per endpoint (on each node of a cluster: the rate_limit is what the nodes share); a slow receiver cannot take more."`
 	AllowHTTP            bool            `yaml:"allow_http" default:"false" doc:"Accept http:// endpoint URLs (local testing only)."`
 	AllowPrivateNetworks bool            `yaml:"allow_private_networks" default:"false" doc:"Allow endpoints on loopback, private, link-local and metadata addresses (local testing only)."`
 }
