@@ -1,5 +1,7 @@
 package plugins
 
+import "slices"
+
 // Which functions count down at their entry.
 //
 // A loop-free guest can still run for ages: a tree of calls (fib(60), or sixty functions that
@@ -40,10 +42,7 @@ func entries(fns [][]byte, funcImports int) ([]entry, error) {
 	indirect := make([]bool, n)
 	for i, fn := range fns {
 		r := reader{b: fn}
-		for groups := r.u32(); groups > 0 && r.err == nil; groups-- {
-			r.u32()
-			r.byte()
-		}
+		r.skipLocals()
 		for r.more() {
 			op := r.byte()
 			switch op {
@@ -130,7 +129,7 @@ func entries(fns [][]byte, funcImports int) ([]entry, error) {
 			for _, g := range comp {
 				onStack[g] = false
 			}
-			if len(comp) > 1 || selfCall(calls[f], f) {
+			if len(comp) > 1 || slices.Contains(calls[f], f) {
 				for _, g := range comp {
 					kind[g] = entryCounted // each makes a call: to the others, or itself
 				}
@@ -151,13 +150,4 @@ func entries(fns [][]byte, funcImports int) ([]entry, error) {
 		}
 	}
 	return kind, nil
-}
-
-func selfCall(callees []uint32, f uint32) bool {
-	for _, g := range callees {
-		if g == f {
-			return true
-		}
-	}
-	return false
 }

@@ -259,10 +259,7 @@ func isControl(op byte) bool {
 // parse decodes the body and finds Go's dispatch, the segments and the jumps between them.
 func (g *goFunc) parse() bool {
 	r := reader{b: g.body}
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		r.u32()
-		r.byte()
-	}
+	r.skipLocals()
 	g.code = r.i
 	var ok bool
 	if g.ins, ok = decode(g.body, g.code); !ok {
@@ -936,6 +933,14 @@ func (g *goFunc) segment(v int) {
 			continue
 		}
 		g.out = append(g.out, g.body[in.at:in.end]...)
+	}
+}
+
+// skipLocals reads past a function body's local declarations, to its code.
+func (r *reader) skipLocals() {
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		r.u32()
+		r.byte()
 	}
 }
 

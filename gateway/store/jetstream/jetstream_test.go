@@ -94,25 +94,33 @@ func TestOutboxApplierFinishesADeadWritersCommits(t *testing.T) {
 	}
 }
 
-// twoNodesOneHolding runs a NATS server and two stores on it with the given lease (AckWait);
-// node a publishes three deliveries to endpoint "ep" and fetches them.
-func twoNodesOneHolding(t *testing.T, lease time.Duration) (a, b *Store, now time.Time) {
+// twoNodes runs a NATS server and two stores on it with opt (its URLs and logger set), as two
+// ringgate nodes would share it.
+func twoNodes(t *testing.T, opt Options) (a, b *Store) {
 	t.Helper()
 	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	ctx := context.Background()
+	opt.URLs, opt.Logger = []string{srv.ClientURL()}, quiet()
 	open := func() *Store {
-		s, err := Open(ctx, Options{URLs: []string{srv.ClientURL()}, Logger: quiet(), AckWait: lease})
+		s, err := Open(context.Background(), opt)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	a, b = open(), open()
+	return open(), open()
+}
+
+// twoNodesOneHolding runs a NATS server and two stores on it with the given lease (AckWait);
+// node a publishes three deliveries to endpoint "ep" and fetches them.
+func twoNodesOneHolding(t *testing.T, lease time.Duration) (a, b *Store, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	a, b = twoNodes(t, Options{AckWait: lease})
 	now = time.Now()
 	var ds []store.Delivery
 	for i := range 3 {

@@ -11,30 +11,11 @@ import (
 	"github.com/ringgate/ringgate/gateway/pace"
 )
 
-// twoNodes runs a NATS server and two stores on it, as two ringgate nodes would share it.
-func twoNodes(t *testing.T) (a, b *Store) {
-	t.Helper()
-	srv, err := StartServer(ServerOptions{Name: "n1", Listen: "127.0.0.1:0", StoreDir: filepath.Join(t.TempDir(), "js"), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	open := func() *Store {
-		s, err := Open(context.Background(), Options{URLs: []string{srv.ClientURL()}, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	return open(), open()
-}
-
 // A key's budget is one for both nodes: of 16 events at the same instant, taken by eight
 // goroutines on each node at once, exactly a burst's worth go through, whichever node asks;
 // the next share comes one interval later; another key has its own budget.
 func TestPaceIsOneBudgetForAllNodes(t *testing.T) {
-	a, b := twoNodes(t)
+	a, b := twoNodes(t, Options{})
 	ctx := context.Background()
 	r := pace.Rate{PerSecond: 4, Burst: 4}
 	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
