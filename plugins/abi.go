@@ -33,12 +33,13 @@ type call struct {
 	attempt int
 
 	output  []byte
+	bodies  *bodyPool // where output_write takes its buffer from
 	headers [][2]string
 	hbuf    [2][2]string // headers' first array: one allocation fewer for most calls
 	// sent: the headers as the result carries them, read-only: an instance whose guest sets
 	// the same headers as on its last call hands out the same slice again
 	sent   [][2]string
-	strs   *strMemo // the instance's, for header names and values (nil: allocate each)
+	memo   *headerMemo // the instance's, for the headers its guest sets (nil: check and allocate each)
 	logs   cappedLog
 	errMsg string
 	breach string // a limit the guest broke, reported as the failure
@@ -111,26 +112,33 @@ func fieldValue(s string) bool {
 	return true
 }
 
-// strMemo hands back strings a guest passed before: a transform that sets the same header on
-// every call allocates nothing for it. One instance's, used by one call at a time.
-type strMemo struct {
-	s    [8]string
-	next int
+// headerMemo hands back header pairs a guest set before, already checked: a transform that sets
+// the same headers on every call allocates nothing for them and is not checked again. One
+// instance's, used by one call at a time.
+type headerMemo struct {
+	pairs [8][2]string // accepted pairs; an empty name is a free slot (no valid name is empty)
+	next  int
 }
 
-func (m *strMemo) str(b []byte) string {
-	if m == nil {
-		return string(b)
-	}
-	for _, s := range m.s {
-		if s == string(b) {
-			return s
+// accept returns the pair as strings and whether it may be sent: a valid name that is not
+// reserved, and a value without CR, LF or NUL.
+func (m *headerMemo) accept(name, value []byte) ([2]string, bool) {
+	if m != nil {
+		for _, p := range m.pairs {
+			if p[0] == string(name) && p[1] == string(value) && p[0] != "" {
+				return p, true
+			}
 		}
 	}
-	s := string(b)
-	m.s[m.next] = s
-	m.next = (m.next + 1) % len(m.s)
-	return s
+	p := [2]string{string(name), string(value)}
+	if !config.ValidHeaderName(p[0]) || config.ReservedHeader(p[0]) || !fieldValue(p[1]) {
+		return p, false
+	}
+	if m != nil {
+		m.pairs[m.next] = p
+		m.next = (m.next + 1) % len(m.pairs)
+	}
+	return p, true
 }
 
 func writeString(m api.Module, ptr uint32, s string) {
@@ -175,7 +183,11 @@ func outputWrite(ctx context.Context, m api.Module, stack []uint64) {
 		c.breach = "output of " + strconv.Itoa(int(n)) + " bytes exceeds the 1 MiB limit"
 		panic(errBreach)
 	}
-	c.output = append(c.output[:0], read(m, ptr, n)...) // the call's own buffer: a guest may set the body often
+	buf := c.output // the call's own buffer: a guest may set the body often
+	if buf == nil {
+		buf = c.bodies.get(int(n)) // never nil: an empty body written is sent empty
+	}
+	c.output = append(buf[:0], read(m, ptr, n)...)
 }
 
 // header_set(name_ptr, name_len, value_ptr, value_len) -> i32: 0 ok, -1 refused.
@@ -186,21 +198,20 @@ func headerSet(ctx context.Context, m api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	name := c.strs.str(read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1])))
-	value := c.strs.str(read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
-	if !config.ValidHeaderName(name) || config.ReservedHeader(name) || !fieldValue(value) {
+	name := read(m, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	h, ok := c.memo.accept(name, read(m, api.DecodeU32(stack[2]), api.DecodeU32(stack[3])))
+	if !ok {
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	for i, h := range c.headers {
-		if strings.EqualFold(h[0], name) {
-			c.headers[i][1] = value
-			stack[0] = 0
+	stack[0] = 0
+	for i, set := range c.headers {
+		if strings.EqualFold(set[0], h[0]) {
+			c.headers[i][1] = h[1]
 			return
 		}
 	}
-	c.headers = append(c.headers, [2]string{name, value})
-	stack[0] = 0
+	c.headers = append(c.headers, h)
 }
 
 // lookup answers config_get and meta_get: copies the value when it fits in buf_limit and

@@ -70,6 +70,8 @@ type Host struct {
 	fast  sync.Map // *config.Endpoint -> fastPool
 	fastN int      // entries stored since fast was last cleared; h.mu is held
 
+	bodies bodyPool // bodies handed back with Recycle
+
 	mu       sync.Mutex
 	runtimes map[uint32]*runtime // by memory limit in pages
 	pools    map[poolKey]*pool
@@ -78,7 +80,10 @@ type Host struct {
 	wg       sync.WaitGroup
 }
 
-var _ delivery.Transformer = (*Host)(nil)
+var (
+	_ delivery.Transformer = (*Host)(nil)
+	_ delivery.Recycler    = (*Host)(nil)
+)
 
 // runtime is the wazero runtimes of one memory limit, with the host modules instantiated:
 // checked for modules whose deadline wazero enforces (CloseOnContextDone), counted for modules
@@ -496,19 +501,64 @@ func (h *Host) Transform(ctx context.Context, ep *config.Endpoint, meta delivery
 	return res, err
 }
 
+// Recycle takes back a body Transform returned once it is no longer used (the delivery engine
+// hands it back when its attempt is over), for a later call's output to be written into: a
+// transform's body then costs no allocation. The caller must not touch body afterwards.
+func (h *Host) Recycle(body []byte) { h.bodies.put(body) }
+
+// bodyPool keeps recycled bodies, at most maxPooledBodies of up to maxPooledBody bytes each
+// (an odd large body is left to the garbage collector).
+type bodyPool struct {
+	mu   sync.Mutex
+	free [][]byte
+}
+
+const (
+	maxPooledBodies = 64
+	maxPooledBody   = 16 << 10
+)
+
+// get returns an empty, non-nil buffer: a recycled one, or a new one of capacity n. A nil pool
+// (a module's initialization, which has no delivery) has none.
+func (p *bodyPool) get(n int) []byte {
+	if p == nil {
+		return make([]byte, 0, n)
+	}
+	p.mu.Lock()
+	if k := len(p.free); k > 0 {
+		b := p.free[k-1]
+		p.free = p.free[:k-1]
+		p.mu.Unlock()
+		return b
+	}
+	p.mu.Unlock()
+	return make([]byte, 0, n)
+}
+
+func (p *bodyPool) put(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBody {
+		return
+	}
+	p.mu.Lock()
+	if len(p.free) < maxPooledBodies {
+		p.free = append(p.free, b[:0])
+	}
+	p.mu.Unlock()
+}
+
 // started anchors the monotonic clock calls are timed on: time.Since(started) reads one clock,
 // where time.Now reads two, and a call reads it at least twice.
 var started = time.Now()
 
 func monotonic() time.Duration { return time.Since(started) }
 
-// callPool keeps call states from one call to the next: a call allocates only its body and
-// headers.
+// callPool keeps call states from one call to the next: a call whose body is recycled and whose
+// headers are those of its instance's last call allocates nothing.
 var callPool = sync.Pool{New: func() any { return new(call) }}
 
 func (h *Host) transform(ctx context.Context, t *config.Transform, p *pool, st *call, meta delivery.TransformMeta, body []byte) (delivery.TransformResult, error) {
 	st.ctx, st.input, st.config, st.meta, st.attempt = ctx, body, t.Config, meta, meta.Attempt
-	st.headers = st.hbuf[:0]
+	st.headers, st.bodies = st.hbuf[:0], &h.bodies
 	start := monotonic()
 	switch {
 	case h.opt.NoDeadline:

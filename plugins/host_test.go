@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/delivery"
@@ -151,6 +152,55 @@ func TestHeadersFollowEachCall(t *testing.T) {
 	}
 	if cap(earlier[2].Headers) != len(earlier[2].Headers) {
 		t.Fatal("shared headers have room to append into")
+	}
+}
+
+// A body handed back with Recycle is where a later call writes its output, so that a transform
+// allocates nothing on the host's side; a body not handed back is never written into again.
+func TestRecycledBodiesAreReused(t *testing.T) {
+	h := newHost(t, Options{PoolSize: 1})
+	ep := endpoint("crm", mod("gohighlevel"), nil)
+	body := sample(t, "call.completed")
+	transform := func() []byte {
+		t.Helper()
+		res, err := h.Transform(context.Background(), ep, meta, body)
+		if err != nil || len(res.Body) == 0 {
+			t.Fatalf("transform: %v %+v", err, res)
+		}
+		return res.Body
+	}
+	first := transform()
+	want := string(first)
+	second := transform()
+	if unsafe.SliceData(second) == unsafe.SliceData(first) {
+		t.Fatal("a body not handed back was written into")
+	}
+	h.Recycle(first)
+	third := transform()
+	if unsafe.SliceData(third) != unsafe.SliceData(first) {
+		t.Fatal("a recycled body was not reused")
+	}
+	if string(second) != want || string(third) != want {
+		t.Fatalf("bodies differ:\n%s\n%s\n%s", want, second, third)
+	}
+	allocs := testing.AllocsPerRun(100, func() { h.Recycle(transform()) })
+	if allocs != 0 {
+		t.Fatalf("a transform whose bodies are recycled allocates %.1f times a call, want 0", allocs)
+	}
+}
+
+// An empty body written is sent empty: it is not the same as no body written (the payload),
+// nor what a recycled body held.
+func TestEmptyBodyIsSentEmpty(t *testing.T) {
+	h := newHost(t, Options{})
+	for _, left := range []string{"", "what an earlier body held"} {
+		if left != "" {
+			h.Recycle([]byte(left))
+		}
+		res, err := h.Transform(context.Background(), endpoint("crm", mod("emptybody"), nil), meta, sample(t, "call.completed"))
+		if err != nil || res.Body == nil || len(res.Body) != 0 || res.Drop {
+			t.Fatalf("empty body: %v body=%q drop=%v", err, res.Body, res.Drop)
+		}
 	}
 }
 
@@ -464,6 +514,45 @@ func TestFieldValue(t *testing.T) {
 		if got := fieldValue(v); got != want {
 			t.Errorf("fieldValue(%q) = %v", v, got)
 		}
+	}
+}
+
+// A header pair accepted before comes back without a check or an allocation; a refused one is
+// refused each time, and never remembered.
+func TestHeaderMemo(t *testing.T) {
+	var m headerMemo
+	for i, c := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"X-Mapper", "gohighlevel/1", true},
+		{"X-Mapper", "gohighlevel/1", true},
+		{"X-Mapper", "gohighlevel/2", true},
+		{"Signature", "forged", false},
+		{"Signature", "forged", false},
+		{"webhook-id", "msg_1", false},
+		{"X-Evil", "a\r\nX-Injected: 1", false},
+		{"Bad Name", "x", false},
+		{"", "", false},
+	} {
+		h, ok := m.accept([]byte(c.name), []byte(c.value))
+		if ok != c.ok || h != [2]string{c.name, c.value} {
+			t.Errorf("%d: accept(%q, %q) = %q, %v", i, c.name, c.value, h, ok)
+		}
+	}
+	for _, p := range m.pairs {
+		if p[0] != "" && p[0] != "X-Mapper" {
+			t.Errorf("a refused pair is remembered: %q", p)
+		}
+	}
+	name, value := []byte("X-Mapper"), []byte("gohighlevel/1")
+	first, _ := m.accept(name, value)
+	if allocs := testing.AllocsPerRun(100, func() {
+		if h, _ := m.accept(name, value); unsafe.StringData(h[0]) != unsafe.StringData(first[0]) {
+			t.Fatal("an accepted pair was not handed back")
+		}
+	}); allocs != 0 {
+		t.Fatalf("accepting a pair again allocates %.1f times", allocs)
 	}
 }
 

@@ -58,7 +58,7 @@ type instance struct {
 	stack []uint64
 	env   *guestEnv
 	depth api.MutableGlobal // the call depth of an instrumented module (nil: none)
-	strs  strMemo
+	memo  headerMemo
 	sent  [][2]string // the headers of the last call's result, never changed once handed out
 }
 
@@ -184,7 +184,7 @@ func (p *pool) run(ctx context.Context, c *call) (uint32, error) {
 		return 0, err
 	}
 	inst.env.reset(c)
-	c.strs = &inst.strs
+	c.memo = &inst.memo
 	if inst.depth != nil {
 		inst.depth.Set(0) // a trapped call may have left it anywhere
 	}

@@ -33,7 +33,8 @@ func perCall(h *plugins.Host, ep *config.Endpoint, body []byte, n int) (time.Dur
 		}
 	}
 	return fastest(n, func() error {
-		_, err := h.Transform(context.Background(), ep, meta, body)
+		res, err := h.Transform(context.Background(), ep, meta, body)
+		h.Recycle(res.Body) // as the delivery engine does once the body is sent
 		return err
 	})
 }

@@ -83,6 +83,7 @@ func (e *Engine) attempt(d store.Delivery, sent func()) bool {
 	body := d.Payload
 	var extra [][2]string
 	var logs string
+	var recycle []byte // a transform's body, handed back once sent
 	if e.opt.Transform != nil && ep.cfg.Transform != nil {
 		meta := TransformMeta{Event: d.Event, EndpointID: d.EndpointID, EndpointURL: ep.cfg.URL, DeliveryID: d.ID, WorkspaceID: d.WorkspaceID, Attempt: d.Attempts + 1}
 		tr, err := e.opt.Transform.Transform(ctx, ep.cfg, meta, body)
@@ -94,12 +95,15 @@ func (e *Engine) attempt(d store.Delivery, sent func()) bool {
 			return e.finish(ctx, d, now, result{}, store.Filtered, logs)
 		}
 		if tr.Body != nil {
-			body = tr.Body
+			body, recycle = tr.Body, tr.Body
 		}
 		extra = tr.Headers
 	}
 	r := e.send(ep, d, body, extra, now)
 	sent()
+	if rc, ok := e.opt.Transform.(Recycler); ok && recycle != nil {
+		rc.Recycle(recycle) // send is over: fasthttp keeps no reference to the body
+	}
 	status := store.Failed
 	if r.err == nil && r.code >= 200 && r.code < 300 {
 		status = store.Success

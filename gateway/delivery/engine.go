@@ -47,6 +47,12 @@ type Transformer interface {
 	Transform(ctx context.Context, ep *config.Endpoint, meta TransformMeta, body []byte) (TransformResult, error)
 }
 
+// Recycler is a Transformer that takes back the bodies it returned: the engine hands each back
+// once its attempt is over, and never touches it again.
+type Recycler interface {
+	Recycle(body []byte)
+}
+
 // TransformMeta is what a transform may read about the delivery.
 type TransformMeta struct {
 	Event, EndpointID, EndpointURL, DeliveryID string
