@@ -133,6 +133,7 @@ func plugin(args []string, stdout, stderr io.Writer) int {
 				"a transform must not keep state from one call to the next\n", i, what)
 			return 1
 		}
+		h.Recycle(again.Body) // as the delivery engine does once a body is sent
 	}
 	fmt.Fprintf(stderr, "repeat: %d more calls, %s per call, each with the result of the first\n",
 		*repeat, (time.Since(start) / time.Duration(*repeat)).Round(10*time.Nanosecond))
