@@ -665,9 +665,14 @@ func AppendBytes(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) {
-			x := word(s, i)
+		if cap(s)-i >= 8 {
+			// eight bytes at a time; the last few too when the array s is in holds eight bytes
+			// from i (as a payload's strings do), the bytes past s masked off
+			x := word(s[:cap(s)], i)
 			m := (has(x, '"') | has(x, '\\') | has(x, '<') | has(x, '>') | has(x, '&') | below(x) | x) & highs
+			if n := len(s) - i; n < 8 {
+				m &= 1<<(8*n) - 1
+			}
 			if m == 0 {
 				i += 8
 				continue
@@ -718,10 +723,7 @@ func AppendBytes(b []byte, s []byte) []byte {
 		i += size
 	}
 	if rest := s[start:]; len(rest) < 8 {
-		//lint:ignore S1011 a few bytes: cheaper than the call to memmove that append makes in a guest
-		for _, c := range rest {
-			b = append(b, c)
-		}
+		b = appendShort(b, rest)
 	} else {
 		b = AppendRaw(b, unsafe.String(unsafe.SliceData(rest), len(rest)))
 	}

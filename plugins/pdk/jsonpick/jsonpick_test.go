@@ -97,6 +97,25 @@ func FuzzStrings(f *testing.F) {
 	})
 }
 
+// A string's last bytes are read as one word from the array it is in: what follows it there (a
+// quote, bytes to escape) is no part of it, whichever of its bytes need escaping themselves.
+func TestAppendBytesReadsNoFurther(t *testing.T) {
+	const after = "\"\\<>&\x00\xff\xe2\x80\xa8"
+	for _, str := range []string{"", "a", "abc", "+1415555", "+14155551234", "John Smith", "a<b", "x&", "\xe9t\xe9", "tab\there", "\"q\"", "0123456789abcde"} {
+		for _, follow := range []string{after, strings.Repeat("z", 8), ""} {
+			arr := []byte(str + follow)
+			s := arr[:len(str):len(arr)] // the payload's own array, holding more past s
+			enc, _ := json.Marshal(string(s))
+			for _, dst := range [][]byte{nil, make([]byte, 0, 64), make([]byte, 2, 3)} {
+				prefix := string(dst)
+				if got := AppendBytes(dst, s); string(got) != prefix+string(enc) {
+					t.Errorf("AppendBytes(%q, %q followed by %q) = %q, want %q", prefix, str, follow, got, prefix+string(enc))
+				}
+			}
+		}
+	}
+}
+
 // Parse accepts exactly the objects encoding/json accepts.
 var fuzzParser Parser
 

@@ -16,3 +16,6 @@ func sword(s string, i int) uint64 {
 // AppendRaw appends s to b as it is (a key with its quotes and colon, punctuation, a value
 // already escaped).
 func AppendRaw(b []byte, s string) []byte { return append(b, s...) }
+
+// appendShort appends rest, shorter than eight bytes.
+func appendShort(b, rest []byte) []byte { return append(b, rest...) }
