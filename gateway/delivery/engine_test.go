@@ -842,14 +842,18 @@ func TestRateLimitIsOneBudgetForACluster(t *testing.T) {
 // budget fails while down is set.
 type failingPacer struct {
 	*badgerstore.Store
-	down  atomic.Bool
-	asked atomic.Int32
+	down      atomic.Bool
+	contended atomic.Int32 // how many more calls lose to other nodes
+	asked     atomic.Int32
 }
 
 func (f *failingPacer) Pace(ctx context.Context, key string, r pace.Rate, now time.Time) (time.Duration, error) {
 	f.asked.Add(1)
 	if f.down.Load() {
 		return 0, errors.New("nats: timeout")
+	}
+	if f.contended.Add(-1) >= 0 {
+		return 0, fmt.Errorf("pace %s: %w", key, store.ErrContended)
 	}
 	return 0, nil
 }
@@ -901,6 +905,37 @@ func TestRateLimitWaitsForASharedBudgetThatFails(t *testing.T) {
 	fp.down.Store(false)
 	fake.Advance(time.Second)
 	eventually(t, "the attempt once the budget answers", func() bool { return r.count() == 1 })
+}
+
+// A shared budget that other nodes kept taking shares of while the lane asked is asked again
+// after a moment: contention is neither an empty budget nor an error.
+func TestRateLimitAsksAgainWhenContended(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	start := fake.Now()
+	r := newReceiver(t, fake)
+	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
+	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &failingPacer{Store: st}
+	fp.contended.Store(3)
+	var logs syncBuffer
+	h := newHarnessOn(t, cfg, fake, fp, slog.New(slog.NewTextHandler(&logs, nil)))
+	h.publish(events.CallCompleted)
+	eventually(t, "the attempt once the budget is not contended", func() bool {
+		fake.Advance(paceContended)
+		return r.count() == 1
+	})
+	if asked := fp.asked.Load(); asked != 4 {
+		t.Fatalf("the budget was asked %d times, want 4 (3 contended)", asked)
+	}
+	if waited := fake.Now().Sub(start); waited >= storeErrorBackoff {
+		t.Fatalf("the lane waited %s for a contended budget, as long as for a store that does not answer", waited)
+	}
+	if strings.Contains(logs.String(), "does not answer") {
+		t.Fatalf("contention logged as an error:\n%s", logs.String())
+	}
 }
 
 // After an outage outlasting the retries, RetryFailed sends the failed deliveries once more.

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -167,6 +168,9 @@ func (l *lane) take(now time.Time, rate float64) (bool, time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), paceTimeout)
 		wait, err := p.Pace(ctx, "endpoint."+l.id, r, now)
 		cancel()
+		if errors.Is(err, store.ErrContended) {
+			return false, paceContended // other nodes are taking shares: ask again in a moment
+		}
 		if err != nil {
 			// no attempt without the budget: a store that cannot answer this could not record
 			// the attempt either
@@ -183,8 +187,12 @@ func (l *lane) take(now time.Time, rate float64) (bool, time.Duration) {
 	return ok, wait
 }
 
-// paceTimeout bounds asking a shared store for a rate limit's share.
-const paceTimeout = 2 * time.Second
+// paceTimeout bounds asking a shared store for a rate limit's share; paceContended is how long
+// a lane waits to ask again when the store's budget was contended.
+const (
+	paceTimeout   = 2 * time.Second
+	paceContended = 10 * time.Millisecond
+)
 
 func (l *lane) merge(r readResult) {
 	l.reading = false

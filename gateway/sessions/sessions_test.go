@@ -16,6 +16,7 @@ import (
 	"github.com/ringgate/ringgate/gateway/clock"
 	"github.com/ringgate/ringgate/gateway/config"
 	"github.com/ringgate/ringgate/gateway/pace"
+	"github.com/ringgate/ringgate/gateway/store"
 	badgerstore "github.com/ringgate/ringgate/gateway/store/badger"
 	"github.com/ringgate/ringgate/gateway/store/jetstream"
 	"github.com/valyala/fasthttp"
@@ -408,33 +409,46 @@ func TestNewSessionsLimitIsOneBudgetForACluster(t *testing.T) {
 	}
 }
 
-// downPacer is a Badger store that says it shares its limits (store.Pacer) but cannot answer.
-type downPacer struct{ *badgerstore.Store }
+// downPacer is a Badger store that says it shares its limits (store.Pacer) but cannot answer:
+// each Pace returns err.
+type downPacer struct {
+	*badgerstore.Store
+	err error
+}
 
-func (downPacer) Pace(context.Context, string, pace.Rate, time.Time) (time.Duration, error) {
-	return 0, errors.New("nats: timeout")
+func (p downPacer) Pace(context.Context, string, pace.Rate, time.Time) (time.Duration, error) {
+	return 0, p.err
 }
 
 // A shared limit that does not answer is no reason to refuse a visitor: the node counts alone,
-// and says so once a minute.
+// and says so once a minute. Nor is one contended by other visitors from the address taking
+// shares at once, which is no trouble to warn of.
 func TestNewSessionsLimitFallsBackToTheNode(t *testing.T) {
-	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
-	cfg := testConfig(t, 3)
-	cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 2
-	_, st := newService(t, cfg, fake)
-	var logs strings.Builder
-	s := New(Options{Store: downPacer{st}, Config: func() *config.Config { return cfg }, Clock: fake, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := s.Provision(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
-	for i, want := range []int{200, 200, 429, 429} {
-		if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != want {
-			t.Fatalf("session %d: %d, want %d", i+1, code, want)
+	for _, c := range []struct {
+		err      error
+		warnings int
+	}{
+		{errors.New("nats: timeout"), 1},
+		{fmt.Errorf("pace tracker.1.203.0.113.7: %w", store.ErrContended), 0},
+	} {
+		fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+		cfg := testConfig(t, 3)
+		cfg.Workspaces[0].Tracker.NewSessionsPerMinute = 2
+		_, st := newService(t, cfg, fake)
+		var logs strings.Builder
+		s := New(Options{Store: downPacer{st, c.err}, Config: func() *config.Config { return cfg }, Clock: fake, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err := s.Provision(context.Background(), cfg); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n := strings.Count(logs.String(), "this node counts alone"); n != 1 {
-		t.Fatalf("%d warnings, want one a minute:\n%s", n, logs.String())
+		body := `{"attribution": {"utm_source": "google", "utm_medium": "cpc"}}`
+		for i, want := range []int{200, 200, 429, 429} {
+			if code, _, _ := postFrom(s, "203.0.113.7", "", body); code != want {
+				t.Fatalf("%v: session %d: %d, want %d", c.err, i+1, code, want)
+			}
+		}
+		if n := strings.Count(logs.String(), "this node counts alone"); n != c.warnings {
+			t.Fatalf("%v: %d warnings, want %d:\n%s", c.err, n, c.warnings, logs.String())
+		}
 	}
 }
 

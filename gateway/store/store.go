@@ -350,9 +350,14 @@ type NumberHolds interface {
 // the processes, kept in one record changed with compare-and-set.
 type Pacer interface {
 	// Pace takes one event's share of the budget of key at now, paced at r. When there is none
-	// it returns how long until there is (0: taken).
+	// it returns how long until there is (0: taken). When other processes kept changing the
+	// record all the while it tried, it returns ErrContended: the budget may well have room.
 	Pace(ctx context.Context, key string, r pace.Rate, now time.Time) (time.Duration, error)
 }
+
+// ErrContended is returned by a Pacer that lost every compare-and-set it tried to others taking
+// shares of the same budget: nothing was decided, and asking again may succeed at once.
+var ErrContended = errors.New("contended: other processes kept taking shares of the same budget")
 
 // ApplyBreaker applies the outcome's breaker change to an endpoint's state; it reports whether
 // the state changed (a success with no failures to reset changes nothing).

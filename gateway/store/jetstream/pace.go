@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -23,11 +24,13 @@ var _ store.Pacer = (*Store)(nil)
 // exception, and its budget then comes back at most a day early).
 const paceTTL = 24 * time.Hour
 
-// paceRounds bounds the compare-and-set rounds of one Pace. Each lost round means another node
-// took a share meanwhile; past them, the event is told to wait a moment and ask again.
+// paceRounds bounds the compare-and-set rounds of one Pace. Each lost round means another
+// writer took a share meanwhile; the next round waits a random moment first (up to paceJitter
+// times the rounds lost), so that writers who lost together do not collide again. Past the
+// rounds, Pace returns store.ErrContended: contention is not an empty budget.
 const (
-	paceRounds  = 8
-	paceContend = 10 * time.Millisecond
+	paceRounds = 8
+	paceJitter = 500 * time.Microsecond
 )
 
 // Pace takes one event's share of key's budget (store.Pacer): it reads the key's state, decides
@@ -35,7 +38,16 @@ const (
 // else wrote it meanwhile, so two nodes never take the same share.
 func (s *Store) Pace(ctx context.Context, key string, r pace.Rate, now time.Time) (time.Duration, error) {
 	k := "p" + hex.EncodeToString([]byte(key))
-	for range paceRounds {
+	for round := range paceRounds {
+		if round > 0 {
+			t := time.NewTimer(rand.N(time.Duration(round) * paceJitter))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, fmt.Errorf("pace %s: %w", key, ctx.Err())
+			case <-t.C:
+			}
+		}
 		var tat int64
 		var rev uint64
 		e, err := s.pace.Get(ctx, k)
@@ -64,5 +76,5 @@ func (s *Store) Pace(ctx context.Context, key string, r pace.Rate, now time.Time
 			return 0, fmt.Errorf("pace %s: %w", key, err)
 		}
 	}
-	return paceContend, nil
+	return 0, fmt.Errorf("pace %s: %w", key, store.ErrContended)
 }
