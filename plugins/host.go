@@ -521,17 +521,15 @@ const (
 // get returns an empty, non-nil buffer: a recycled one, or a new one of capacity n. A nil pool
 // (a module's initialization, which has no delivery) has none.
 func (p *bodyPool) get(n int) []byte {
-	if p == nil {
-		return make([]byte, 0, n)
+	if p != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if k := len(p.free); k > 0 {
+			b := p.free[k-1]
+			p.free = p.free[:k-1]
+			return b
+		}
 	}
-	p.mu.Lock()
-	if k := len(p.free); k > 0 {
-		b := p.free[k-1]
-		p.free = p.free[:k-1]
-		p.mu.Unlock()
-		return b
-	}
-	p.mu.Unlock()
 	return make([]byte, 0, n)
 }
 

@@ -871,21 +871,31 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// A shared budget that does not answer sends nothing (a store that cannot answer could not record
-// the attempt either) and is asked again a second later; the failure is logged once a minute.
-func TestRateLimitWaitsForASharedBudgetThatFails(t *testing.T) {
-	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+// publishRateLimited runs an engine on fp (its Badger store opened here) with one endpoint of
+// rate_limit 2, and publishes a call.completed to it; it returns the endpoint's receiver and the
+// engine's log.
+func publishRateLimited(t *testing.T, fake *clock.Fake, fp *failingPacer) (*receiver, *syncBuffer) {
+	t.Helper()
 	r := newReceiver(t, fake)
 	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
 	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := &failingPacer{Store: st}
-	fp.down.Store(true)
-	var logs syncBuffer
-	h := newHarnessOn(t, cfg, fake, fp, slog.New(slog.NewTextHandler(&logs, nil)))
+	fp.Store = st
+	logs := &syncBuffer{}
+	h := newHarnessOn(t, cfg, fake, fp, slog.New(slog.NewTextHandler(logs, nil)))
 	h.publish(events.CallCompleted)
+	return r, logs
+}
+
+// A shared budget that does not answer sends nothing (a store that cannot answer could not record
+// the attempt either) and is asked again a second later; the failure is logged once a minute.
+func TestRateLimitWaitsForASharedBudgetThatFails(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
+	fp := &failingPacer{}
+	fp.down.Store(true)
+	r, logs := publishRateLimited(t, fake, fp)
 	eventually(t, "the lane to ask the budget", func() bool { return fp.asked.Load() > 0 })
 	eventually(t, "the lane to wait", func() bool { return fake.Waiters() > 0 })
 	for range 3 {
@@ -912,17 +922,9 @@ func TestRateLimitWaitsForASharedBudgetThatFails(t *testing.T) {
 func TestRateLimitAsksAgainWhenContended(t *testing.T) {
 	fake := clock.NewFake(time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC))
 	start := fake.Now()
-	r := newReceiver(t, fake)
-	cfg := testConfig(t, fmt.Sprintf("      - {id: crm, name: crm, url: %q, secret: %q, events: [call.completed], rate_limit: 2}\n", r.URL, testSecret), "")
-	st, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := &failingPacer{Store: st}
+	fp := &failingPacer{}
 	fp.contended.Store(3)
-	var logs syncBuffer
-	h := newHarnessOn(t, cfg, fake, fp, slog.New(slog.NewTextHandler(&logs, nil)))
-	h.publish(events.CallCompleted)
+	r, logs := publishRateLimited(t, fake, fp)
 	eventually(t, "the attempt once the budget is not contended", func() bool {
 		fake.Advance(paceContended)
 		return r.count() == 1

@@ -413,11 +413,9 @@ func (s *Service) take(key limitKey, perMinute int, now time.Time) (bool, time.D
 			return wait == 0, wait
 		}
 		// this node's budget then: a visitor is not refused for the store's trouble, nor for
-		// other visitors from the address taking shares at the same moment (ErrContended)
-		if errors.Is(err, store.ErrContended) {
-			return s.limit.allow(key, perMinute, now)
-		}
-		if last := s.paceErrLogged.Load(); now.Unix()-last >= 60 && s.paceErrLogged.CompareAndSwap(last, now.Unix()) {
+		// other visitors from the address taking shares at the same moment (ErrContended, which
+		// is no trouble to warn of)
+		if last := s.paceErrLogged.Load(); !errors.Is(err, store.ErrContended) && now.Unix()-last >= 60 && s.paceErrLogged.CompareAndSwap(last, now.Unix()) {
 			s.opt.Logger.Warn("tracker: the shared limit of new sessions does not answer; this node counts alone (logged once a minute)", "err", err)
 		}
 	}

@@ -22,29 +22,19 @@ func TestPaceIsOneBudgetForAllNodes(t *testing.T) {
 	r := pace.Rate{PerSecond: 4, Burst: 4}
 	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
 	var taken, refused atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 16 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	onBothAtOnce(16, a, b, func(s *Store) {
+		wait, err := s.Pace(ctx, "ep.crm", r, now)
+		switch {
+		case err != nil:
+			t.Error(err)
+		case wait == 0:
+			taken.Add(1)
+		case wait != 250*time.Millisecond:
+			t.Errorf("refused with wait %s, want one interval (250ms)", wait)
+		default:
+			refused.Add(1)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wait, err := s.Pace(ctx, "ep.crm", r, now)
-			switch {
-			case err != nil:
-				t.Error(err)
-			case wait == 0:
-				taken.Add(1)
-			case wait != 250*time.Millisecond:
-				t.Errorf("refused with wait %s, want one interval (250ms)", wait)
-			default:
-				refused.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	if taken.Load() != 4 {
 		t.Fatalf("%d events taken at one instant on two nodes, want the burst of 4 (%d refused)", taken.Load(), refused.Load())
 	}
@@ -67,31 +57,36 @@ func TestPaceContendedIsNotRefused(t *testing.T) {
 	r := pace.Rate{PerSecond: 1, Burst: 1000}
 	now := time.Date(2026, 1, 15, 14, 0, 0, 0, time.UTC)
 	var taken, contended atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 48 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	onBothAtOnce(48, a, b, func(s *Store) {
+		wait, err := s.Pace(context.Background(), "tracker.1.127.0.0.1", r, now)
+		switch {
+		case errors.Is(err, store.ErrContended):
+			contended.Add(1)
+		case err != nil:
+			t.Error(err)
+		case wait != 0:
+			t.Errorf("told to wait %s with the budget nearly whole", wait)
+		default:
+			taken.Add(1)
 		}
-		wg.Go(func() {
-			wait, err := s.Pace(context.Background(), "tracker.1.127.0.0.1", r, now)
-			switch {
-			case errors.Is(err, store.ErrContended):
-				contended.Add(1)
-			case err != nil:
-				t.Error(err)
-			case wait != 0:
-				t.Errorf("told to wait %s with the budget nearly whole", wait)
-			default:
-				taken.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	})
 	t.Logf("%d shares taken, %d contended", taken.Load(), contended.Load())
 	if taken.Load() == 0 {
 		t.Fatal("no writer took a share")
 	}
+}
+
+// onBothAtOnce runs f n times at once, in as many goroutines, half of them on each node.
+func onBothAtOnce(n int, a, b *Store, f func(s *Store)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() { f(s) })
+	}
+	wg.Wait()
 }
 
 // BenchmarkPace is one event's share taken from a one-node server over loopback: what an attempt
